@@ -1,0 +1,194 @@
+"""Device events: what a phone sends.
+
+Every event shares an envelope (``event_id``, ``device_id``, ``rep_id``, ``kind``, ``ts``,
+``received_at``) and is one of three kinds, told apart by ``kind``:
+
+* ``ping`` -- a GPS fix;
+* ``check_in`` -- the rep says the work day, a customer visit or a break starts or ends;
+* ``visit_submission`` -- what happened at a visit: outcome, notes, form, photos, order.
+
+Unknown fields are ignored (a newer app talking to an older server must not lose events);
+every known field is range-checked, strings are bounded and floats must be finite.
+
+>>> from schemas.events import EVENT_ADAPTER
+>>> e = EVENT_ADAPTER.validate_python({
+...     "event_id": "8c0c2b8e-4f39-4c43-9d0e-6a4ad0f5d1a1", "device_id": "d-1",
+...     "rep_id": "rep-0001", "kind": "ping", "ts": "2026-11-02T08:00:00+01:00",
+...     "lat": 52.52, "lon": 13.40, "accuracy_m": 8})
+>>> e.kind, e.ts.utcoffset().total_seconds()
+('ping', 0.0)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
+
+#: Identifiers: printable, no spaces, bounded. Device and rep ids come from the customer's MDM/CRM.
+Ident = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
+]
+ShortText = Annotated[str, StringConstraints(max_length=256)]
+LongText = Annotated[str, StringConstraints(max_length=10_000)]
+Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
+AccuracyM = Annotated[float, Field(ge=0.0, le=100_000.0, allow_inf_nan=False)]
+
+
+def _to_utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC)
+
+
+#: A time-zone-aware instant, normalised to UTC (the offset the phone sent is not kept: the
+#: rep's local day comes from the territory or profile time zone, not from the device).
+UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, allow_inf_nan=False, str_strip_whitespace=True
+    )
+
+
+class Provider(StrEnum):
+    gps = "gps"
+    network = "network"
+    fused = "fused"
+
+
+class CheckInAction(StrEnum):
+    workday_start = "workday_start"
+    workday_end = "workday_end"
+    visit_start = "visit_start"
+    visit_end = "visit_end"
+    break_start = "break_start"
+    break_end = "break_end"
+
+
+VISIT_ACTIONS = frozenset({CheckInAction.visit_start, CheckInAction.visit_end})
+
+
+class VisitOutcome(StrEnum):
+    order_placed = "order_placed"
+    follow_up = "follow_up"
+    no_decision = "no_decision"
+    not_interested = "not_interested"
+    customer_absent = "customer_absent"
+    closed = "closed"
+    other = "other"
+
+
+class Position(_Model):
+    lat: Latitude
+    lon: Longitude
+    accuracy_m: AccuracyM | None = None
+
+
+class _Envelope(_Model):
+    event_id: uuid.UUID = Field(description="Client-generated UUID; the idempotency key.")
+    device_id: Ident
+    rep_id: Ident
+    ts: UtcTime = Field(description="Device time of the event, with an offset; stored as UTC.")
+    received_at: UtcTime | None = Field(
+        default=None, description="Set by the server on ingest; a client value is overwritten."
+    )
+
+
+class Ping(_Envelope):
+    kind: Literal["ping"] = "ping"
+    lat: Latitude
+    lon: Longitude
+    accuracy_m: AccuracyM | None = None
+    speed_mps: Annotated[float, Field(ge=0.0, le=150.0)] | None = None
+    heading_deg: Annotated[float, Field(ge=0.0, le=360.0)] | None = None
+    altitude_m: Annotated[float, Field(ge=-1_000.0, le=20_000.0)] | None = None
+    battery_pct: Annotated[float, Field(ge=0.0, le=100.0)] | None = None
+    provider: Provider | None = None
+    is_mock: bool = False
+
+
+class CheckIn(_Envelope):
+    kind: Literal["check_in"] = "check_in"
+    action: CheckInAction
+    position: Position | None = None
+    account_id: Ident | None = None
+    visit_id: Ident | None = Field(
+        default=None, description="Client id of the visit, linking start, end and submission."
+    )
+
+    @model_validator(mode="after")
+    def _account_for_visits(self) -> CheckIn:
+        if self.action in VISIT_ACTIONS and self.account_id is None:
+            raise ValueError(f"account_id is required for action {self.action.value}")
+        return self
+
+
+FormValue = Union[bool, int, float, ShortText, list[ShortText], None]
+
+
+class Photo(_Model):
+    photo_id: Ident
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
+    content_type: Annotated[str, StringConstraints(pattern=r"^image/[a-z0-9.+-]{1,40}$")]
+    bytes: Annotated[int, Field(ge=0, le=100_000_000)]
+    taken_at: UtcTime | None = None
+    position: Position | None = None
+
+
+class OrderLine(_Model):
+    sku: Ident
+    quantity: Annotated[Decimal, Field(gt=0, le=1_000_000, decimal_places=3)]
+    unit_price: Annotated[Decimal, Field(ge=0, le=100_000_000, decimal_places=4)]
+
+
+class Order(_Model):
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+    total: Annotated[Decimal, Field(ge=0, le=1_000_000_000, decimal_places=4)]
+    lines: Annotated[list[OrderLine], Field(max_length=500)] = []
+
+
+class VisitSubmission(_Envelope):
+    kind: Literal["visit_submission"] = "visit_submission"
+    visit_id: Ident
+    account_id: Ident
+    started_at: UtcTime
+    ended_at: UtcTime
+    outcome: VisitOutcome
+    notes: LongText = ""
+    form: Annotated[dict[Ident, FormValue], Field(max_length=200)] = {}
+    photos: Annotated[list[Photo], Field(max_length=50)] = []
+    order: Order | None = None
+    tags: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=64)]], Field(max_length=50)] = []
+
+    @model_validator(mode="after")
+    def _interval(self) -> VisitSubmission:
+        if self.ended_at < self.started_at:
+            raise ValueError("ended_at is before started_at")
+        return self
+
+
+Event = Annotated[Union[Ping, CheckIn, VisitSubmission], Field(discriminator="kind")]
+EventKind = Literal["ping", "check_in", "visit_submission"]
+EVENT_ADAPTER: TypeAdapter[Ping | CheckIn | VisitSubmission] = TypeAdapter(Event)
+
+MAX_BATCH_EVENTS = 500
+
+
+class UploadBatch(_Model):
+    """What a phone POSTs to ``/v1/events``: 1 to 500 events."""
+
+    events: Annotated[list[Event], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
