@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from enum import StrEnum
-from typing import Annotated, Union
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,7 +43,7 @@ class EnrichedVisitSubmission(VisitSubmission):
 
 
 EnrichedEvent = Annotated[
-    Union[EnrichedPing, EnrichedCheckIn, EnrichedVisitSubmission], Field(discriminator="kind")
+    EnrichedPing | EnrichedCheckIn | EnrichedVisitSubmission, Field(discriminator="kind")
 ]
 
 

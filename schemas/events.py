@@ -181,7 +181,7 @@ class VisitSubmission(_Envelope):
         return self
 
 
-Event = Annotated[Union[Ping, CheckIn, VisitSubmission], Field(discriminator="kind")]
+Event = Annotated[Ping | CheckIn | VisitSubmission, Field(discriminator="kind")]
 EventKind = Literal["ping", "check_in", "visit_submission"]
 EVENT_ADAPTER: TypeAdapter[Ping | CheckIn | VisitSubmission] = TypeAdapter(Event)
 

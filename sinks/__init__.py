@@ -1,0 +1,1 @@
+"""ClickHouse: schema migrations, row mapping and the batched, idempotent writer."""

@@ -1,0 +1,238 @@
+"""The Faust application: topics, agents and web views, wired to processors/ and sinks/.
+
+Thin glue. The hot path moves batches: a ``telemetry.raw`` message is one device upload (up
+to 500 events), and the intake agent takes many messages at once, validates them, enriches them
+with one vectorised lookup, stores them in ClickHouse, publishes per-rep batches on
+``telemetry.enriched`` and dead letters on ``telemetry.deadletter`` -- and only then acks the
+source messages, so offsets are committed only behind stored data (at-least-once; the sinks
+are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import logging
+import ssl
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+import orjson
+from clickhouse_connect.driver.client import Client
+
+from processors.intake import AnyEvent, Reject, TimeLimits, parse_message
+from schemas.derived import DeadLetter, DeadLetterReason, Enrichment
+from sinks.rows import DEADLETTER_COLUMN_NAMES, EVENT_COLUMN_NAMES, deadletter_rows, event_row
+from sinks.writer import ClickHouseWriter
+from streams.enrich import Enricher, NullEnricher, encode_enriched_batches
+from streams.metrics import Metrics
+from streams.settings import DEADLETTER, DEVICES, ENRICHED, RAW, Settings
+
+log = logging.getLogger(__name__)
+
+
+def faust_broker_credentials(settings: Settings) -> Any:
+    k = settings.kafka
+    if k.security_protocol == "PLAINTEXT":
+        return None
+    ctx = ssl.create_default_context(cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
+    if k.security_protocol == "SSL":
+        return ctx
+    return faust.SASLCredentials(
+        username=k.sasl_username or "",
+        password=k.sasl_password.get_secret_value() if k.sasl_password else "",
+        mechanism=k.sasl_mechanism or "PLAIN",
+        ssl_context=ctx if k.security_protocol == "SASL_SSL" else None,
+    )
+
+
+def make_faust_app(settings: Settings, *, web_enabled: bool = True) -> faust.App:
+    k = settings.kafka
+    return faust.App(
+        "geotel",
+        broker=[f"kafka://{s.strip()}" for s in settings.bootstrap_servers.split(",")],
+        broker_credentials=faust_broker_credentials(settings),
+        store="memory://",
+        autodiscover=False,
+        datadir=str((settings.data_dir / "faust").resolve()),
+        topic_partitions=k.topic_partitions,
+        topic_replication_factor=k.replication_factor,
+        broker_rebalance_timeout=k.rebalance_timeout_s,
+        broker_session_timeout=k.session_timeout_s,
+        broker_heartbeat_interval=k.heartbeat_interval_s,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=5,
+        producer_max_request_size=8 * 1024 * 1024,
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        web_enabled=web_enabled,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_application_options={"client_max_size": settings.ingest.max_body_bytes},
+        stream_buffer_maxsize=4096,
+        # One in-flight message per agent (faust-streaming issue 606): scale by partitions.
+        agent_supervisor="mode.OneForOneSupervisor",
+    )
+
+
+class Pipeline:
+    """Owns the Faust app, the ClickHouse writer and the enrichment index of one worker."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clickhouse: Client | None,
+        *,
+        enricher: Enricher | None = None,
+        run_agents: bool = True,
+        web_enabled: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.app = make_faust_app(settings, web_enabled=web_enabled)
+        self.metrics = Metrics()
+        self.enricher: Enricher = enricher or NullEnricher()
+        self.limits = TimeLimits(settings.ingest.max_clock_ahead_s,
+                                 settings.ingest.max_event_age_s)
+        # chDB is not safe to drive from several threads at once: one writer thread.
+        self.ch_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self.clickhouse = clickhouse
+        self.writer = (
+            ClickHouseWriter(clickhouse, retry_initial_s=settings.worker.sink_retry_initial_s,
+                             retry_max_s=settings.worker.sink_retry_max_s)
+            if clickhouse is not None else None
+        )
+        t = settings.topic
+        self.raw_topic = self.app.topic(t(RAW), key_type=bytes, value_type=bytes,
+                                        key_serializer="raw", value_serializer="raw")
+        self.enriched_topic = self.app.topic(t(ENRICHED), key_type=bytes, value_type=bytes,
+                                             key_serializer="raw", value_serializer="raw")
+        self.deadletter_topic = self.app.topic(t(DEADLETTER), key_type=bytes, value_type=bytes,
+                                               key_serializer="raw", value_serializer="raw")
+        self.devices_topic_name = t(DEVICES)
+        if run_agents:
+            if self.writer is None:
+                raise ValueError("a worker needs a ClickHouse client")
+            self.app.agent(self.raw_topic, name="geotel.intake")(self._intake_agent)
+
+    # -- state for /health and /metrics -----------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        parts: dict[str, Any] = {}
+        status = "ok"
+        if self.writer is not None:
+            st = self.writer.stats
+            parts["sink"] = {"status": "degraded" if self.writer.degraded else "ok",
+                             "rows": st.rows, "batches": st.batches, "failures": st.failures,
+                             "last_error": st.last_error}
+            if self.writer.degraded:
+                status = "degraded"
+        tail = getattr(self, "registry_tail", None)
+        if tail is not None:
+            parts["devices"] = {"status": "ok" if tail.caught_up else "loading",
+                                "tokens": len(tail.registry)}
+            if not tail.caught_up:
+                status = "starting" if status == "ok" else status
+        try:
+            assigned = sorted(f"{tp.topic}/{tp.partition}"
+                              for tp in self.app.consumer.assignment())
+        except Exception:
+            assigned = []
+        parts["consumer"] = {"assigned": assigned}
+        return {"status": status, "components": parts}
+
+    def refresh_gauges(self) -> None:
+        if self.writer is not None:
+            self.metrics.sink_degraded.set(1 if self.writer.degraded else 0)
+
+    # -- intake ---------------------------------------------------------------------------
+    async def _intake_agent(self, stream: faust.StreamT) -> None:
+        cfg = self.settings.worker
+        async for events in stream.noack_take(cfg.batch_max_messages, cfg.batch_within_s):
+            await self.process_raw_batch(events)  # type: ignore[arg-type]
+            for ev in events:
+                await stream.ack(ev)  # type: ignore[arg-type]
+
+    async def process_raw_batch(self, events: Sequence[faust.EventT]) -> None:
+        """Validate, enrich, store and publish one batch of raw messages; returns when all of
+        it is stored and acknowledged by the broker (the caller then acks the sources)."""
+        assert self.writer is not None
+        loop = asyncio.get_running_loop()
+        valid: list[AnyEvent] = []
+        received: list[dt.datetime] = []
+        dead: list[tuple[DeadLetter, int]] = []
+        now = dt.datetime.now(dt.UTC)
+        spans: dict[tuple[str, int], tuple[int, int]] = {}
+        for event in events:
+            msg = event.message
+            tp = (msg.topic, msg.partition)
+            # The broker timestamp stands in for received_at when a producer other than the
+            # ingest endpoint wrote the message: replaying the topic derives the same result.
+            fallback = (dt.datetime.fromtimestamp(msg.timestamp, dt.UTC)
+                        if msg.timestamp else now)
+            res = parse_message(event.value, fallback, self.limits)  # type: ignore[arg-type]
+            valid.extend(res.events)
+            received.extend(e.received_at or fallback for e in res.events)
+            for rj in res.rejects:
+                dead.append((self._deadletter(rj, msg, event.value, now), rj.index))  # type: ignore[arg-type]
+            self.metrics.events_in.labels(topic=msg.topic).inc(len(res.events) + len(res.rejects))
+            span = spans.setdefault(tp, (msg.offset, msg.offset))
+            spans[tp] = (min(span[0], msg.offset), max(span[1], msg.offset))
+
+        geo = self.enricher.enrich(valid)
+        rows = [event_row(e, r, g) for e, r, g in zip(valid, received, geo, strict=True)]
+        self.writer.add_batch("events_all", EVENT_COLUMN_NAMES, rows, spans)
+        if dead:
+            self.writer.add_batch("deadletters", DEADLETTER_COLUMN_NAMES, deadletter_rows(dead),
+                                  spans)
+
+        sends = []
+        for key, value in encode_enriched_batches(valid, geo):
+            sends.append(await self.enriched_topic.send(key=key, value=value))
+        for d, _ in dead:
+            self.metrics.deadletters.labels(reason=d.reason.value).inc()
+            key = d.rep_id.encode() if d.rep_id else None
+            sends.append(await self.deadletter_topic.send(key=key,
+                                                          value=d.model_dump_json().encode()))
+        if sends:
+            await asyncio.gather(*sends)
+        self.metrics.events_out.labels(topic=self.enriched_topic.get_topic_name()).inc(len(valid))
+        started = loop.time()
+        await loop.run_in_executor(self.ch_executor, self.writer.flush)
+        self.metrics.sink_batch_seconds.observe(loop.time() - started)
+        self.metrics.sink_batch_rows.observe(len(rows) + len(dead))
+
+    def _deadletter(self, rj: Reject, msg: Any, value: bytes | None,
+                    now: dt.datetime) -> DeadLetter:
+        payload_b64 = None
+        if rj.index >= 0 and rj.item is not None:
+            try:
+                payload = orjson.dumps(rj.item, default=str).decode()
+            except TypeError:
+                payload = repr(rj.item)
+        else:
+            raw = value or b""
+            payload = raw.decode("utf-8", "replace")
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                payload_b64 = base64.b64encode(raw).decode()
+        reason = (DeadLetterReason(rj.reason) if rj.reason in DeadLetterReason.__members__
+                  else DeadLetterReason.invalid)
+        event_id = None
+        if rj.event_id:
+            try:
+                event_id = uuid.UUID(rj.event_id)
+            except ValueError:
+                event_id = None
+        return DeadLetter(reason=reason, detail=rj.detail, source_topic=msg.topic,
+                          source_partition=msg.partition, source_offset=msg.offset,
+                          event_id=event_id, rep_id=rj.rep_id, payload=payload,
+                          payload_b64=payload_b64, at=now)
+
+
+__all__ = ["Enrichment", "Pipeline", "make_faust_app"]

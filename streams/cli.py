@@ -1,0 +1,246 @@
+"""The ``geotel`` command line. Settings are built here, once, and passed down."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from schemas.errors import GeotelError
+from streams.settings import Profile, Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="geotel: field-sales geo-telemetry pipeline (phones -> Kafka -> Faust "
+                  "-> ClickHouse).")
+devices_app = typer.Typer(no_args_is_help=True, help="Register, list, revoke and rotate device "
+                          "tokens.")
+schemas_app = typer.Typer(no_args_is_help=True, help="JSON Schema files of the wire formats.")
+config_app = typer.Typer(no_args_is_help=True, help="Settings.")
+app.add_typer(devices_app, name="devices")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(config_app, name="config")
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "json"
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:
+        typer.secho(f"invalid settings: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def up() -> None:
+    """Start the whole pipeline on this machine: embedded broker, worker with ingest, chDB.
+
+    Ctrl-C stops all of it.
+    """
+    from streams.runtime import run_up
+
+    s = _settings()
+    _logging(s)
+    raise typer.Exit(run_up(s))
+
+
+@app.command()
+def worker(
+    no_ingest: Annotated[bool, typer.Option("--no-ingest", help="Serve no /v1/events.")] = False,
+) -> None:
+    """Run one worker (joins the consumer group) against the configured broker."""
+    from streams.runtime import run_worker
+
+    s = _settings()
+    _logging(s)
+    raise typer.Exit(run_worker(s, ingest=not no_ingest))
+
+
+# -- devices ------------------------------------------------------------------------------
+def _publish(s: Settings, recs: list) -> None:  # type: ignore[type-arg]
+    from streams.broker import port_open
+    from streams.runtime import journal, publish_devices
+
+    if s.profile is Profile.embedded:
+        journal(s).append(recs)
+        if port_open("127.0.0.1", s.kafka.embedded_port):
+            publish_devices(s, recs)
+        else:
+            typer.echo("(the pipeline is not running: the device is saved and published "
+                       "when `geotel up` starts)", err=True)
+    else:
+        publish_devices(s, recs)
+
+
+def _registry(s: Settings):  # type: ignore[no-untyped-def]
+    from streams.devices import DeviceRegistry, decode
+    from streams.runtime import journal
+
+    reg = DeviceRegistry()
+    if s.profile is Profile.embedded:
+        reg.apply_all(journal(s).read())
+        return reg
+    from kafka import KafkaConsumer
+
+    from streams.broker import admin_kwargs
+    from streams.settings import DEVICES
+
+    consumer = KafkaConsumer(s.topic(DEVICES), auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=3000,
+                             **admin_kwargs(s))  # type: ignore[arg-type]
+    for msg in consumer:
+        if msg.value:
+            reg.apply(decode(msg.value))
+    consumer.close()
+    return reg
+
+
+@devices_app.command("add")
+def devices_add(
+    rep: Annotated[str, typer.Option("--rep", help="Rep id the device writes as.")],
+    device: Annotated[str, typer.Option("--device", help="Device id.")],
+) -> None:
+    """Register a device for a rep and print its token (shown once, stored hashed)."""
+    from streams.devices import issue
+
+    s = _settings()
+    token, rec = issue(device, rep, dt.datetime.now(dt.UTC))
+    _publish(s, [rec])
+    typer.echo(token)
+
+
+@devices_app.command("revoke")
+def devices_revoke(device: Annotated[str, typer.Option("--device")]) -> None:
+    """Revoke every token of a device."""
+    from streams.devices import revoke_records
+
+    s = _settings()
+    recs = revoke_records(_registry(s), device)
+    _publish(s, recs)
+    typer.echo(f"revoked {len(recs)} token(s) of {device}")
+
+
+@devices_app.command("rotate")
+def devices_rotate(device: Annotated[str, typer.Option("--device")]) -> None:
+    """Issue a new token for a device and revoke its old ones; prints the new token."""
+    from streams.devices import issue, revoke_records
+
+    s = _settings()
+    reg = _registry(s)
+    old = revoke_records(reg, device)
+    token, rec = issue(device, old[0].rep_id, dt.datetime.now(dt.UTC))
+    _publish(s, [rec, *old])
+    typer.echo(token)
+
+
+@devices_app.command("list")
+def devices_list() -> None:
+    """Devices with an active token."""
+    for dev, rep in sorted(_registry(_settings()).devices().items()):
+        typer.echo(f"{dev}\t{rep}")
+
+
+# -- schemas ------------------------------------------------------------------------------
+def render_schemas() -> dict[str, str]:
+    from schemas import json_schemas
+
+    return {f"{name}.json": json.dumps(schema, indent=2, sort_keys=True) + "\n"
+            for name, schema in json_schemas().items()}
+
+
+@schemas_app.command("export")
+def schemas_export(
+    out: Annotated[Path, typer.Option(help="Directory to write into.")] = SCHEMA_DIR,
+    check: Annotated[bool, typer.Option(help="Fail if the files differ instead of "
+                                        "writing.")] = False,
+) -> None:
+    """Write the JSON Schema of every event and derived record."""
+    files = render_schemas()
+    if check:
+        stale = [n for n, text in files.items()
+                 if not (out / n).exists() or (out / n).read_text() != text]
+        if stale:
+            typer.secho(f"stale schema files: {', '.join(stale)}; run `geotel schemas export`",
+                        fg="red", err=True)
+            raise typer.Exit(1)
+        typer.echo("schema files are up to date")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (out / name).write_text(text)
+    typer.echo(f"wrote {len(files)} files to {out}")
+
+
+# -- sql ----------------------------------------------------------------------------------
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="One read-only statement.")],
+    fmt: Annotated[str, typer.Option("--format", "-f",
+                                     help="table, csv, tsv, json, jsonl or parquet")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                                                help="Write to a file (needed for parquet).")
+                      ] = None,
+) -> None:
+    """Query ClickHouse: through the running service, or chDB directly when it is stopped."""
+    from streams.sqlclient import run_sql
+
+    s = _settings()
+    if fmt == "parquet" and output is None:
+        typer.secho("parquet is binary: give --output FILE", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        body = run_sql(s, query, fmt)
+    except GeotelError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from exc
+    if output is not None:
+        output.write_bytes(body)
+    else:
+        sys.stdout.write(body.decode("utf-8", "replace"))
+
+
+# -- config -------------------------------------------------------------------------------
+@config_app.command("docs")
+def config_docs(
+    out: Annotated[Path, typer.Option()] = Path("docs/configuration.md"),
+    check: Annotated[bool, typer.Option()] = False,
+) -> None:
+    """Generate docs/configuration.md from the settings model."""
+    from streams.settings_doc import render
+
+    text = render()
+    if check:
+        if not out.exists() or out.read_text() != text:
+            typer.secho(f"{out} is stale; run `geotel config docs`", fg="red", err=True)
+            raise typer.Exit(1)
+        return
+    out.write_text(text)
+    typer.echo(f"wrote {out}")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings (secrets masked)."""
+    typer.echo(_settings().model_dump_json(indent=2))
+
+
+def main() -> None:
+    try:
+        app()
+    except GeotelError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Starting things: ClickHouse with migrations, the Faust worker, the embedded stack."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from clickhouse_connect.driver.client import Client
+from kafka import KafkaProducer
+
+from sinks.clickhouse import connect
+from sinks.migrations import migrate
+from streams.app import Pipeline
+from streams.broker import admin_kwargs, embedded_broker, ensure_topics
+from streams.devices import DeviceRecord, Journal, encode
+from streams.settings import DEVICES, Profile, Settings
+from streams.web import register_web
+
+log = logging.getLogger(__name__)
+
+
+def open_clickhouse(settings: Settings, *, run_migrations: bool = True) -> Client:
+    c = settings.clickhouse
+    client = connect(
+        url=c.url, chdb_path=settings.chdb_path if c.url is None else None,
+        database=c.database, user=c.user, password=c.password.get_secret_value(),
+        verify=c.verify_tls,
+    )
+    if run_migrations:
+        applied = migrate(client)
+        if applied:
+            log.info("ClickHouse migrations applied: %s", applied)
+    return client
+
+
+def journal(settings: Settings) -> Journal:
+    return Journal(settings.data_dir / "devices.jsonl")
+
+
+def publish_devices(settings: Settings, records: list[DeviceRecord], timeout_s: float = 10) -> None:
+    """Publish device records to the devices topic and wait for the broker's ack."""
+    producer = KafkaProducer(acks="all", **admin_kwargs(settings))  # type: ignore[arg-type]
+    try:
+        for r in records:
+            producer.send(settings.topic(DEVICES), key=r.token_hash.encode(), value=encode(r))
+        producer.flush(timeout=timeout_s)
+    finally:
+        producer.close(timeout=timeout_s)
+
+
+def build_pipeline(settings: Settings, clickhouse: Client | None, **kw: Any) -> Pipeline:
+    ingest = kw.pop("ingest", True)
+    pipeline = Pipeline(settings, clickhouse, **kw)
+    register_web(pipeline, ingest=ingest)
+    return pipeline
+
+
+def run_faust(app: faust.App, loglevel: str) -> int:
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def run_worker(settings: Settings, *, ingest: bool = True) -> int:
+    """One worker process against the configured broker and ClickHouse."""
+    ensure_topics(settings)
+    client = open_clickhouse(settings)
+    try:
+        pipeline = build_pipeline(settings, client, ingest=ingest)
+        return run_faust(pipeline.app, settings.log_level)
+    finally:
+        client.close()
+
+
+def run_up(settings: Settings) -> int:
+    """The whole pipeline on one machine: embedded broker, topics, devices, worker, chDB."""
+    if settings.profile is not Profile.embedded:
+        log.info("external profile: not starting a broker")
+        return run_worker(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with embedded_broker(settings) as broker:
+        log.info("embedded broker on %s", broker.bootstrap)
+        ensure_topics(settings)
+        recs = journal(settings).read()
+        if recs:
+            publish_devices(settings, recs)
+            log.info("replayed %d device records from the journal", len(recs))
+        return run_worker(settings)

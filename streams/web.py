@@ -1,0 +1,173 @@
+"""Web views of the worker: ingest, health, read-only SQL, Prometheus metrics.
+
+Also the device-registry tail: a background task reading the compacted ``geotel.devices``
+topic from the beginning, so every ingest process sees every token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from streams.devices import DeviceRegistry, decode
+from streams.ingest import IngestHandler, TokenBucket
+from streams.query import QueryError, run_readonly
+
+log = logging.getLogger(__name__)
+
+
+class RegistryTail:
+    """Keeps a DeviceRegistry up to date from the devices topic."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.registry = DeviceRegistry()
+        self.caught_up = False
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        from streams.broker import admin_kwargs
+
+        kw = admin_kwargs(self.pipeline.settings)
+        k = self.pipeline.settings.kafka
+        extra: dict[str, Any] = {}
+        if k.security_protocol.startswith("SASL"):
+            extra = {"sasl_mechanism": kw["sasl_mechanism"],
+                     "sasl_plain_username": kw["sasl_plain_username"],
+                     "sasl_plain_password": kw["sasl_plain_password"]}
+        if k.security_protocol in ("SSL", "SASL_SSL"):
+            import ssl
+
+            extra["ssl_context"] = ssl.create_default_context(
+                cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
+        return AIOKafkaConsumer(bootstrap_servers=self.pipeline.settings.bootstrap_servers,
+                                security_protocol=k.security_protocol, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest", **extra)
+
+    async def run(self) -> None:
+        topic = self.pipeline.devices_topic_name
+        while True:
+            consumer = self._consumer()
+            try:
+                await consumer.start()
+                parts = consumer.partitions_for_topic(topic)
+                while not parts:
+                    await asyncio.sleep(0.5)
+                    await consumer._client.force_metadata_update()  # topic may be new
+                    parts = consumer.partitions_for_topic(topic)
+                tps = [TopicPartition(topic, p) for p in parts]
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                end = await consumer.end_offsets(tps)
+                while True:
+                    batch = await consumer.getmany(timeout_ms=500)
+                    for records in batch.values():
+                        for r in records:
+                            if r.value is None:
+                                continue
+                            try:
+                                self.registry.apply(decode(r.value))
+                            except Exception as exc:
+                                log.error("ignoring a malformed device record at %s/%s: %s",
+                                          r.partition, r.offset, exc)
+                    if not self.caught_up:
+                        pos = {tp: await consumer.position(tp) for tp in tps}
+                        if all(pos[tp] >= end[tp] for tp in tps):
+                            self.caught_up = True
+                            log.info("device registry loaded: %d tokens", len(self.registry))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("device registry tail failed, retrying: %r", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                await consumer.stop()
+
+
+def register_web(pipeline: Any, *, ingest: bool = True, sql: bool = True) -> RegistryTail | None:
+    """Add the views to ``pipeline.app``; start the registry tail when ingest is served."""
+    app: faust.App = pipeline.app
+    settings = pipeline.settings
+    tail: RegistryTail | None = None
+
+    if ingest:
+        tail = RegistryTail(pipeline)
+        raw_topic = pipeline.raw_topic
+
+        async def produce(key: bytes, value: bytes) -> Any:
+            return await raw_topic.send(key=key, value=value)
+
+        handler = IngestHandler(
+            tail.registry, produce, pipeline.metrics, pipeline.limits,
+            max_body_bytes=settings.ingest.max_body_bytes,
+            produce_timeout_s=settings.kafka.produce_timeout_s,
+            rate=TokenBucket(settings.ingest.rate_limit_events_per_s,
+                             settings.ingest.rate_limit_burst_events),
+            ready=lambda: tail is not None and tail.caught_up,
+        )
+        pipeline.ingest_handler = handler
+        pipeline.registry_tail = tail
+
+        @app.task
+        async def _devices() -> None:
+            assert tail is not None
+            await tail.run()
+
+        @app.page("/v1/events")
+        class Events(View):
+            async def post(self, request: Request) -> Response:
+                req: Any = request
+                reply = await handler.handle(req.headers.get("Authorization"),
+                                             req.content_length, req.read)
+                return self.json(reply.body, status=reply.status, headers=reply.headers)
+
+    @app.page("/health")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            body = pipeline.health()
+            return self.json(body, status=200 if body["status"] != "down" else 503)
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            pipeline.refresh_gauges()
+            data = generate_latest(pipeline.metrics.registry)
+            return self.bytes(data, content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    if sql and pipeline.clickhouse is not None:
+        token = settings.query.token
+
+        @app.page("/v1/sql")
+        class Sql(View):
+            async def post(self, request: Request) -> Response:
+                req: Any = request
+                if token is not None:
+                    got = (req.headers.get("Authorization") or "")[7:].strip()
+                    if not hmac.compare_digest(got.encode(), token.get_secret_value().encode()):
+                        return self.json({"error": "unauthorized"}, status=401)
+                try:
+                    doc = await req.json()
+                    query = doc["sql"]
+                    fmt = doc.get("format", "json")
+                except Exception:
+                    return self.json({"error": "bad_request",
+                                      "detail": 'expected {"sql": "...", "format": "json"}'},
+                                     status=400)
+                loop = asyncio.get_running_loop()
+                try:
+                    body, ctype = await loop.run_in_executor(
+                        pipeline.ch_executor, run_readonly, pipeline.clickhouse,
+                        pipeline.writer.lock if pipeline.writer else None, query, fmt,
+                        settings.query.max_rows, settings.query.max_execution_s)
+                except QueryError as exc:
+                    return self.json({"error": exc.code, "detail": str(exc)}, status=exc.status)
+                return self.bytes(body, content_type=ctype)
+
+    return tail
