@@ -26,6 +26,7 @@ from simulator.phone import PhoneDay, render_phone_day
 from simulator.world import Account, Rep, World, distance_m, offset_point
 
 VISIT, BREAK, OTHER = "visit", "break", "other"
+MAX_VISITS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,8 @@ class Planner:
             go(_park(rng, office))
             stay(rng.uniform(30, 75) * 60, OTHER, "office", office)
 
-        customers = self._pick_customers(rng, rep, home_pos)
+        n_planned = rng.randint(4, 8)
+        customers = self._pick_customers(rng, rep, home_pos, n_planned)
         lunch_at = 11.75 + rng.uniform(0, 1.25)
         had_lunch = False
         fuel_after = rng.randrange(len(customers)) if customers and rng.random() < 0.25 else -1
@@ -121,6 +123,8 @@ class Planner:
             stay(rng.uniform(25, 60) * 60, BREAK, "cafe" if cafe else "roadside")
 
         for i, acc in enumerate(customers):
+            if i >= n_planned and local_hour(traj.end) > 14.5:
+                break  # the planned calls are done and it is late enough to go home
             if i >= 4 and local_hour(traj.end) > 17.0:
                 break  # a long day: the remaining customers wait for tomorrow
             if not had_lunch and local_hour(traj.end) >= lunch_at:
@@ -152,14 +156,18 @@ class Planner:
             return None
         return best
 
-    def _pick_customers(self, rng: random.Random, rep: Rep, home: LatLon) -> list[Account]:
-        """4-8 customers around a focus account, about one in eight across the border.
+    def _pick_customers(
+        self, rng: random.Random, rep: Rep, home: LatLon, planned: int
+    ) -> list[Account]:
+        """Up to 8 customers around a focus account, about one in eight across the border.
 
         Reps plan area days, so a day clusters around one customer rather than spanning the
-        whole territory; foreign picks are the ones nearest that area, as in real life.
+        whole territory; foreign picks are the ones nearest that area, as in real life. The
+        first ``planned`` form the tour from home; the rest continue it and are only visited
+        when the planned calls end early (a short day gets filled, up to 8 calls).
         """
         own = self._own.get(rep.territory_id) or self._all
-        n = rng.randint(4, 8)
+        n = MAX_VISITS
         focus = rng.choice(own)
 
         def near(cands: list[Account], k: int) -> list[Account]:
@@ -177,7 +185,10 @@ class Planner:
             if acc.account_id not in seen:
                 seen.add(acc.account_id)
                 chosen.append(acc)
-        return _nearest_neighbour_tour(home, chosen)
+        tour = _nearest_neighbour_tour(home, chosen[:planned])
+        if tour:
+            home = (tour[-1].lat, tour[-1].lon)
+        return tour + _nearest_neighbour_tour(home, chosen[planned:])
 
 
 def _nearest_neighbour_tour(start: LatLon, accounts: list[Account]) -> list[Account]:

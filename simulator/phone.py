@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from simulator.forms import submission_fields
-from simulator.ids import event_namespace, sub_seed
+from simulator.ids import event_id, event_namespace, sub_seed
 from simulator.noise import NoiseProfile
 
 if TYPE_CHECKING:
@@ -51,7 +50,7 @@ def render_phone_day(plan: DayPlan, seed: int, noise: NoiseProfile) -> PhoneDay:
     rep_id, device_id, day = plan.rep.rep_id, plan.device_id, plan.day.isoformat()
     prng = random.Random(sub_seed(seed, "phone", rep_id, day))
     nrng = random.Random(sub_seed(seed, "noise", rep_id, day))
-    ns = event_namespace(seed)
+    ns = event_namespace(seed).bytes
     skew = device_clock_skew_s(seed, device_id, noise)
     tz = ZoneInfo(plan.rep.tz)
     # One fixed offset per day: DST switches happen at night, never inside a workday.
@@ -65,7 +64,7 @@ def render_phone_day(plan: DayPlan, seed: int, noise: NoiseProfile) -> PhoneDay:
 
     def envelope(key: str, kind: str, true_t: float) -> dict[str, Any]:
         return {
-            "event_id": str(uuid.uuid5(ns, f"{rep_id}:{day}:{key}")),
+            "event_id": event_id(ns, f"{rep_id}:{day}:{key}"),
             "device_id": device_id, "rep_id": rep_id, "kind": kind, "ts": stamp(true_t),
         }
 
