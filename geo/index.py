@@ -6,7 +6,8 @@ assignment is atomic). Nothing in an index changes after :meth:`GeoIndex.build`:
 are read-only and GEOS prepared geometries are created and warmed up during the build.
 
 Territory lookup: the :mod:`geo.grid` cell grid answers points in cells no boundary
-crosses; the rest go to ``STRtree.query(points, predicate="intersects")`` and the primary
+crosses; the rest go to the STRtree (bounding boxes) and an exact point-in-polygon test on
+prepared polygons (:func:`geo.grid.exact_pairs`), and the primary
 territory per point is the minimum :mod:`geo.overlap` rank among its matches, picked with
 a sort, not a Python loop. Account lookup: see :mod:`geo.places`.
 """
@@ -26,7 +27,7 @@ import shapely
 
 from geo.errors import GeoError
 from geo.fields import DEFAULT_TZ, parse_reps
-from geo.grid import TerritoryGrid, build_territory_grid
+from geo.grid import TerritoryGrid, build_territory_grid, exact_pairs
 from geo.loader import Source, load_accounts, load_territories
 from geo.overlap import geodesic_area_m2, primary_rank
 from geo.places import AccountIndex, Place
@@ -274,8 +275,7 @@ class GeoIndex:
         cls = self.grid.classify(x, y)
         terr = self.grid.class_primary[cls]
         exact = np.flatnonzero(cls < 0)
-        e_pt, e_poly = self.tree.query(shapely.points(x[exact], y[exact]),
-                                       predicate="intersects")
+        e_pt, e_poly = exact_pairs(self.tree, self.polygons, x[exact], y[exact])
         if e_pt.size:
             n = self.n_territories
             key = np.sort(e_pt * n + self.rank[e_poly])
