@@ -1,0 +1,185 @@
+"""Per-rep session state: accept events, re-derive the rep-days they touch, close old days.
+
+A small pure state object in the style of bytewax's session windower: time comes in only as
+event time (the rep's watermark is the newest ``ts`` it has accepted), never from a clock.
+
+* lateness: an event whose day-time (``ts``; a submission's ``started_at``) is older than
+  the watermark *before this call* minus ``lateness_s`` is rejected as ``too_late``; one
+  whose ``ts`` is more than ``max_future_s`` after its ``received_at`` as ``in_future`` (it
+  never advances the watermark, so a phone with a wrong clock cannot close days);
+* duplicates (same ``event_id``) are absorbed; a rep-day is re-derived only when its set of
+  events changed, and emitted only when its records changed, with ``version`` + 1;
+* a rep-day closes once its local end is ``lateness_s`` behind the watermark: its last
+  update is final and its events are dropped, so memory holds only open days.
+
+Derivation itself is :func:`processors.rep_day.derive_rep_day`, a function of the set of
+the day's events: the same events late, out of order or twice give the same records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from processors.config import DEFAULT_PARAMS, SessionParams
+from processors.places import NoPlaces, PlaceLookup
+from processors.records import (
+    Rejected,
+    RejectReason,
+    RepDay,
+    RepDayUpdate,
+    Segment,
+    SessionOutput,
+)
+from processors.rep_day import AnyEvent, derive_rep_day, event_time, local_day_bounds
+
+_NO_PLACES = NoPlaces()
+
+
+@dataclass
+class _DayState:
+    events: dict[uuid.UUID, AnyEvent] = field(default_factory=dict)
+    version: int = 0
+    segment_ids: frozenset[uuid.UUID] = frozenset()
+    fingerprint: str | None = None
+    dirty: bool = False
+
+
+def _fingerprint(segments: list[Segment], summary: RepDay) -> str:
+    body = [s.model_dump_json(exclude={"version"}) for s in segments]
+    return "\n".join([*body, summary.model_dump_json(exclude={"version"})])
+
+
+def _earlier(a: AnyEvent, b: AnyEvent) -> bool:
+    """Is ``a`` the copy to keep over ``b`` (same event_id)? Same rule as unique_events."""
+    ra = a.received_at.timestamp() if a.received_at else float("inf")
+    rb = b.received_at.timestamp() if b.received_at else float("inf")
+    if ra != rb:
+        return ra < rb
+    return a.model_dump_json() < b.model_dump_json()
+
+
+class RepSessionState:
+    """Session state of one rep. Not thread-safe; one per rep key.
+
+    >>> state = RepSessionState("rep-1", "Europe/Berlin")
+    >>> state.watermark is None, state.open_days()
+    (True, [])
+    """
+
+    def __init__(self, rep_id: str, tz: ZoneInfo | str,
+                 params: SessionParams = DEFAULT_PARAMS) -> None:
+        self.rep_id = rep_id
+        self.tz = ZoneInfo(tz) if isinstance(tz, str) else tz
+        self.params = params
+        self.watermark: dt.datetime | None = None
+        self._days: dict[dt.date, _DayState] = {}
+
+    # -- queries ------------------------------------------------------------------------
+    def local_date(self, t: dt.datetime) -> dt.date:
+        return t.astimezone(self.tz).date()
+
+    def open_days(self) -> list[dt.date]:
+        return sorted(self._days)
+
+    def is_closed(self, day: dt.date) -> bool:
+        """Has the watermark passed the day's local end by ``lateness_s``?"""
+        if self.watermark is None:
+            return False
+        _, hi = local_day_bounds(day, self.tz)
+        return hi + dt.timedelta(seconds=self.params.lateness_s) <= self.watermark
+
+    @property
+    def is_empty(self) -> bool:
+        """No open rep-day is held (only the watermark remains)."""
+        return not self._days
+
+    def events_of(self, day: dt.date) -> list[AnyEvent]:
+        st = self._days.get(day)
+        return [] if st is None else list(st.events.values())
+
+    # -- updates ------------------------------------------------------------------------
+    def add(self, events: Iterable[AnyEvent], received: dt.datetime | None = None,
+            places: PlaceLookup = _NO_PLACES) -> SessionOutput:
+        """Accept a batch of this rep's events (one upload, say) and return what to emit.
+
+        ``received`` is the server receive time of the batch, used for events without their
+        own ``received_at``. Lateness is judged against the watermark before the batch, so
+        a phone's backlog uploaded at once is accepted whole.
+        """
+        p = self.params
+        before = self.watermark
+        cutoff = before - dt.timedelta(seconds=p.lateness_s) if before else None
+        rejected: list[Rejected] = []
+        duplicates = 0
+        newest = before
+        for e in events:
+            if e.rep_id != self.rep_id:
+                raise ValueError(f"event {e.event_id} of rep {e.rep_id} given to {self.rep_id}")
+            if e.received_at is None and received is not None:
+                e = e.model_copy(update={"received_at": received.astimezone(dt.UTC)})
+            if e.received_at is not None and (
+                    (e.ts - e.received_at).total_seconds() > p.max_future_s):
+                rejected.append(self._reject(e, RejectReason.in_future,
+                                             f"ts {e.ts.isoformat()} is after received_at "
+                                             f"{e.received_at.isoformat()} + {p.max_future_s}s"))
+                continue
+            when = event_time(e)
+            if cutoff is not None and when < cutoff:
+                rejected.append(self._reject(e, RejectReason.too_late,
+                                             f"{when.isoformat()} is before watermark "
+                                             f"{before.isoformat() if before else ''} "
+                                             f"- {p.lateness_s}s"))
+                continue
+            day = self._days.setdefault(self.local_date(when), _DayState())
+            old = day.events.get(e.event_id)
+            if old is not None:
+                duplicates += 1
+                if not _earlier(e, old):
+                    continue
+            day.events[e.event_id] = e
+            day.dirty = True
+            if newest is None or e.ts > newest:
+                newest = e.ts
+        self.watermark = newest
+        updates = [u for d in sorted(self._days) if (u := self._rederive(d, places))]
+        closed = self._close()
+        return SessionOutput(updates=tuple(updates), rejected=tuple(rejected),
+                             duplicates=duplicates, closed=tuple(closed))
+
+    def advance_watermark(self, t: dt.datetime) -> SessionOutput:
+        """Move the watermark forward from outside (e.g. the partition's event-time
+        progress), so an idle rep's days close too. Never moves it back."""
+        if self.watermark is None or t > self.watermark:
+            self.watermark = t
+        return SessionOutput(closed=tuple(self._close()))
+
+    def _reject(self, e: AnyEvent, reason: RejectReason, detail: str) -> Rejected:
+        return Rejected(event_id=e.event_id, rep_id=self.rep_id, reason=reason, detail=detail)
+
+    def _rederive(self, day: dt.date, places: PlaceLookup) -> RepDayUpdate | None:
+        st = self._days[day]
+        if not st.dirty:
+            return None
+        st.dirty = False
+        segments, summary = derive_rep_day(self.rep_id, day, self.tz, st.events.values(),
+                                           places, self.params, version=st.version + 1)
+        fp = _fingerprint(segments, summary)
+        if fp == st.fingerprint:
+            return None
+        st.version += 1
+        st.fingerprint = fp
+        ids = frozenset(s.segment_id for s in segments)
+        retracted = tuple(sorted(st.segment_ids - ids, key=str))
+        st.segment_ids = ids
+        return RepDayUpdate(rep_id=self.rep_id, local_date=day, version=st.version,
+                            segments=tuple(segments), summary=summary, retracted=retracted)
+
+    def _close(self) -> list[dt.date]:
+        closed = [d for d in sorted(self._days) if self.is_closed(d)]
+        for d in closed:
+            del self._days[d]
+        return closed
