@@ -15,8 +15,10 @@ says ``degraded`` while a write is failing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
+import uuid
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,15 @@ log = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]
 
 
+def _digest(rows: Sequence[Sequence[object]]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(len(rows).to_bytes(8, "little"))
+    for r in rows:
+        first = r[0]
+        h.update(first.bytes if isinstance(first, uuid.UUID) else repr(first).encode())
+    return h.hexdigest()
+
+
 @dataclass
 class _Pending:
     columns: Sequence[str]
@@ -36,7 +47,10 @@ class _Pending:
 
     def token(self, table: str) -> str:
         spans = ",".join(f"{t}/{p}/{lo}-{hi}" for (t, p), (lo, hi) in sorted(self.ranges.items()))
-        return f"{table}|{spans}"
+        # Offsets alone are not an identity: a topic that is recreated (or an in-memory broker
+        # that restarted) reuses them, and ClickHouse would silently drop the new batch as a
+        # retry. A digest of the rows' ids (first column) makes the token name this content.
+        return f"{table}|{spans}|{_digest(self.rows)}"
 
 
 @dataclass

@@ -90,6 +90,7 @@ class Pipeline:
         clickhouse: Client | None,
         *,
         enricher: Enricher | None = None,
+        reader: Client | None = None,
         run_agents: bool = True,
         web_enabled: bool = True,
     ) -> None:
@@ -102,6 +103,10 @@ class Pipeline:
         # chDB is not safe to drive from several threads at once: one writer thread.
         self.ch_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self.clickhouse = clickhouse
+        # Analysts' queries get their own client: chDB keeps `readonly` on a client's session
+        # once a query set it, which would turn the writer read-only.
+        self.reader = reader
+        self.query_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="query")
         self.writer = (
             ClickHouseWriter(clickhouse, retry_initial_s=settings.worker.sink_retry_initial_s,
                              retry_max_s=settings.worker.sink_retry_max_s)

@@ -69,10 +69,12 @@ def run_worker(settings: Settings, *, ingest: bool = True) -> int:
     """One worker process against the configured broker and ClickHouse."""
     ensure_topics(settings)
     client = open_clickhouse(settings)
+    reader = open_clickhouse(settings, run_migrations=False)
     try:
-        pipeline = build_pipeline(settings, client, ingest=ingest)
+        pipeline = build_pipeline(settings, client, reader=reader, ingest=ingest)
         return run_faust(pipeline.app, settings.log_level)
     finally:
+        reader.close()
         client.close()
 
 

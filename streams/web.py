@@ -141,7 +141,7 @@ def register_web(pipeline: Any, *, ingest: bool = True, sql: bool = True) -> Reg
             data = generate_latest(pipeline.metrics.registry)
             return self.bytes(data, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    if sql and pipeline.clickhouse is not None:
+    if sql and pipeline.reader is not None:
         token = settings.query.token
 
         @app.page("/v1/sql")
@@ -163,7 +163,7 @@ def register_web(pipeline: Any, *, ingest: bool = True, sql: bool = True) -> Reg
                 loop = asyncio.get_running_loop()
                 try:
                     body, ctype = await loop.run_in_executor(
-                        pipeline.ch_executor, run_readonly, pipeline.clickhouse,
+                        pipeline.query_executor, run_readonly, pipeline.reader,
                         pipeline.writer.lock if pipeline.writer else None, query, fmt,
                         settings.query.max_rows, settings.query.max_execution_s)
                 except QueryError as exc:

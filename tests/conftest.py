@@ -1,0 +1,164 @@
+"""Shared fixtures: real chDB in this process, and the real stack (`geotel up`: Tansu broker,
+Faust worker with ingest, chDB) in a subprocess on free ports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GEOTEL = [sys.executable, "-m", "streams.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- chDB in the test process (one chDB directory per process: one session-wide store,
+#    one database per test) ---------------------------------------------------------------
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb")
+
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture
+def ch(chdb_dir: Path) -> Iterator[Any]:
+    from sinks.clickhouse import connect
+
+    db = f"t{os.getpid()}_{next(_db_counter)}"
+    client = connect(url=None, chdb_path=chdb_dir, database=db)
+    yield client
+    client.command(f"DROP DATABASE IF EXISTS {db}")
+
+
+# -- the whole stack ------------------------------------------------------------------------
+class Stack:
+    """`geotel up` in a subprocess, with helpers to upload, query and manage devices."""
+
+    def __init__(self, root: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.kafka_port = free_port()
+        self.web_port = free_port()
+        self.env = {
+            **os.environ,
+            "GEOTEL_DATA_DIR": str(root / "var"),
+            "GEOTEL_KAFKA__EMBEDDED_PORT": str(self.kafka_port),
+            "GEOTEL_WEB_PORT": str(self.web_port),
+            "GEOTEL_LOG_LEVEL": "warning",
+            "PYTHONPATH": str(ROOT),
+            **(extra_env or {}),
+        }
+        self.base = f"http://127.0.0.1:{self.web_port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = root / "up.log"
+        self.http = httpx.Client(base_url=self.base, timeout=30)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*GEOTEL, *args], env=self.env, cwd=self.root, text=True,
+                              capture_output=True, check=check, timeout=120)
+
+    def start(self, timeout_s: float = 60) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([*GEOTEL, "up"], env=self.env, cwd=self.root,
+                                     stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"geotel up exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                h = self.http.get("/health", timeout=2).json()
+                if h["status"] == "ok" and h["components"]["consumer"]["assigned"]:
+                    return
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"stack not healthy in {timeout_s}s: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 30) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        os.killpg(self.proc.pid, sig)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait()
+
+    def health(self) -> dict[str, Any]:
+        return dict(self.http.get("/health").json())
+
+    def add_device(self, rep_id: str, device_id: str) -> str:
+        before = self.health()["components"]["devices"]["tokens"]
+        token = self.cli("devices", "add", "--rep", rep_id, "--device", device_id).stdout.strip()
+        wait_for(lambda: self.health()["components"]["devices"]["tokens"] > before, 15,
+                 "device registration reaches ingest")
+        return token
+
+    def post(self, token: str, events: list[dict[str, Any]] | bytes, **kw: Any) -> httpx.Response:
+        body = events if isinstance(events, bytes) else orjson.dumps({"events": events})
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                   **kw.pop("headers", {})}
+        return self.http.post("/v1/events", content=body, headers=headers, **kw)
+
+    def sql(self, query: str) -> list[dict[str, Any]]:
+        r = self.http.post("/v1/sql", json={"sql": query, "format": "json"})
+        assert r.status_code == 200, r.text
+        return list(r.json()["data"])
+
+    def scalar(self, query: str) -> Any:
+        rows = self.sql(query)
+        return next(iter(rows[0].values()))
+
+
+def wait_for(cond: Any, timeout_s: float, what: str, interval_s: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if cond():
+                return
+        except Exception as exc:  # keep polling; report the last error
+            last = exc
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting until {what} ({last!r})")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack(tmp_path_factory.mktemp("stack"))
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def ping(device_id: str, rep_id: str, ts: dt.datetime, lat: float = 52.52, lon: float = 13.40,
+         **extra: Any) -> dict[str, Any]:
+    return {"event_id": str(uuid.uuid4()), "device_id": device_id, "rep_id": rep_id,
+            "kind": "ping", "ts": ts.isoformat(), "lat": lat, "lon": lon, "accuracy_m": 10.0,
+            **extra}
