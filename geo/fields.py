@@ -8,6 +8,7 @@ numeric fields, GeoPackage has no lists, CSV delivers strings only.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -61,6 +62,9 @@ def parse_text(value: Any) -> str | None:
 def parse_reps(value: Any) -> tuple[str, ...]:
     """Rep ids from a list, a JSON list string or a comma-separated string.
 
+    A Python list literal (``"['a', 'b']"``, as geopandas writes a list column to a
+    GeoPackage) is accepted too.
+
     Duplicates and blanks are dropped, order is kept.
 
     >>> parse_reps('["rep-1", "rep-2"]'), parse_reps("rep-1, rep-2,,rep-1"), parse_reps(None)
@@ -72,15 +76,7 @@ def parse_reps(value: Any) -> tuple[str, ...]:
         return ()
     elif isinstance(value, str):
         text = value.strip()
-        if text.startswith("["):
-            try:
-                items = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"assigned_reps is not a valid JSON list: {exc}") from None
-            if not isinstance(items, list):
-                raise ValueError("assigned_reps JSON is not a list")
-        else:
-            items = text.split(",")
+        items = _list_literal(text) if text.startswith("[") else text.split(",")
     else:
         raise ValueError(f"assigned_reps must be a list or a string, got {type(value).__name__}")
     out: dict[str, None] = {}
@@ -91,6 +87,20 @@ def parse_reps(value: Any) -> tuple[str, ...]:
         if rep is not None:
             out[rep] = None
     return tuple(out)
+
+
+def _list_literal(text: str) -> list[Any]:
+    """A JSON list, or a Python list literal (what str(list) leaves in a GeoPackage)."""
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        try:
+            items = ast.literal_eval(text)  # literals only: never evaluates code
+        except (ValueError, SyntaxError):
+            raise ValueError(f"assigned_reps is not a valid JSON list: {exc}") from None
+    if not isinstance(items, list):
+        raise ValueError("assigned_reps JSON is not a list")
+    return items
 
 
 def parse_tz(value: Any) -> tuple[str, bool]:
