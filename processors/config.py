@@ -61,7 +61,7 @@ class SessionParams(BaseModel):
         "gaps are unknown time (field time, but neither travel nor stop).")
     travel_min_step_m: float = Field(
         20.0, ge=0, description="Distance is summed between fixes at least this far apart "
-        "(and at least half their summed accuracy), so jitter adds no distance.")
+        "(and at least their summed accuracy), so jitter adds no distance.")
     speed_integration_max_dt_s: float = Field(
         180.0, ge=0, description="Doppler speeds of fixes at most this far apart are "
         "integrated (trapezoid) as a lower estimate of the distance between them; 0 = off.")

@@ -40,6 +40,7 @@ def _dist(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
 #: (time, lon, lat, accuracy or 0, Doppler speed or nan, heading or nan, is a fix)
 _Node = tuple[float, float, float, float, float, float, bool]
 _M_PER_DEG = math.pi * EARTH_RADIUS_M / 180.0
+_STOPPED_MPS = 0.0  # a stop centroid's speed: it is at standstill
 _MIN_TURN_SIN = math.sin(math.radians(30.0))  # smaller heading changes: a straight road
 
 
@@ -198,16 +199,15 @@ def _path_distance(nodes: list[_Node], params: SessionParams) -> float:
         else:
             est_ok = False
         chord = _dist(na[1], na[2], nj[1], nj[2])
-        noise = 0.5 * (na[3] + nj[3])
+        noise = na[3] + nj[3]  # two 68% radii: steps shorter than this are mostly noise
         if chord >= max(params.travel_min_step_m, noise) or j == len(nodes) - 1:
-            leg = chord
-            if params.turn_max_ratio > 1.0 and j == a + 1:
-                turn = _turn_path(na, nj)
-                if turn == turn and chord > noise:
-                    leg = max(turn, chord)
             if est_ok:
-                leg = max(leg, est)
-            leg = min(leg, params.turn_max_ratio * chord + noise)
+                leg = min(max(est, chord - noise), params.turn_max_ratio * chord + noise)
+            else:
+                leg = chord
+                turn = _turn_path(na, nj) if j == a + 1 and chord > noise else math.nan
+                if turn == turn:
+                    leg = min(max(turn, chord), params.turn_max_ratio * chord)
             total += leg
             a, est, est_ok = j, 0.0, True
     return total
@@ -235,14 +235,14 @@ def travel_between(track: Track, stops: list[Stop], params: SessionParams) -> li
             continue
         if b is None and a is not None and lo >= n:
             continue
-        # Stop centroids are exact ends, with no heading.
+        # Stop centroids are exact ends, at standstill, with no heading.
         nodes: list[_Node] = []
         if a:
-            nodes.append((t[a.last], a.lon, a.lat, 0.0, math.nan, math.nan, False))
+            nodes.append((t[a.last], a.lon, a.lat, 0.0, _STOPPED_MPS, math.nan, False))
         nodes.extend((t[k], lon[k], lat[k], acc[k], speed[k], heading[k], True)
                      for k in range(lo, hi))
         if b:
-            nodes.append((t[b.first], b.lon, b.lat, 0.0, math.nan, math.nan, False))
+            nodes.append((t[b.first], b.lon, b.lat, 0.0, _STOPPED_MPS, math.nan, False))
         start = a.end_t if a else t[lo]
         end = b.start_t if b else t[hi - 1]
         moves.extend(_pieces(nodes, start, end, params))
