@@ -1,11 +1,10 @@
 """The work day and how its time splits: field, travel, customers, breaks, office/home.
 
 Work day: from the first ``workday_start`` to the last ``workday_end`` check-in. A missing
-one is inferred from the track: the day's data is the rep's activity, except that a long
-idle stop (``day_idle_s``, away from customers and offices) opening the data means the day
-starts at its departure, and one closing it means the day ends at its arrival. Without such
-a stop the first (last) event of the local day bounds it; the local day's midnight always
-does. A ``workday_end`` followed by a ``workday_start`` is off-duty time (counted as break).
+one is inferred from the track: when the day's data opens with a stop at home, or with a
+long idle stop (``day_idle_s``, away from customers and offices), the day starts at its
+departure; when the data closes with one, the day ends at its arrival. Otherwise the first
+(last) event of the local day bounds it; the local day's midnight always does. A ``workday_end`` followed by a ``workday_start`` is off-duty time (counted as break).
 
 Allocation: every instant of the work day gets exactly one label, by priority
 break > customer (verified visits) > office/home stop > (stop elsewhere | travel | unknown).
@@ -64,12 +63,13 @@ def derive_workday(marks: Sequence[Mark], track: Track, stops: Sequence[Stop],
     s_inf, e_inf = start is None, end is None
     n = len(track)
 
-    def idle(k: int) -> bool:
+    def off_duty(k: int) -> bool:
         kind = stop_places[k].kind
-        return kind not in WORK_PLACE_KINDS and stops[k].duration_s >= params.day_idle_s
+        return kind == "home" or (kind not in WORK_PLACE_KINDS
+                                  and stops[k].duration_s >= params.day_idle_s)
 
     if start is None:
-        lead = 0 if stops and stops[0].first == 0 and idle(0) else None
+        lead = 0 if stops and stops[0].first == 0 and off_duty(0) else None
         if lead is not None:
             start = stops[0].end_t
         elif acts:
@@ -78,7 +78,7 @@ def derive_workday(marks: Sequence[Mark], track: Track, stops: Sequence[Stop],
             start = min(end or day_lo, day_hi)
     if end is None:
         trail = len(stops) - 1 if stops and stops[-1].last == n - 1 else None
-        if trail is not None and idle(trail) and stops[trail].start_t > start:
+        if trail is not None and off_duty(trail) and stops[trail].start_t > start:
             end = stops[trail].start_t
         else:
             later = [a for a in acts if a > start]

@@ -41,7 +41,7 @@ def place(pid: str, east_m: float, north_m: float, radius_m: float = 100.0,
 class DayBuilder:
     def __init__(self, rep_id: str = "rep-1", device_id: str = "dev-1", start: dt.datetime = T0,
                  seed: int = 0, noise_m: float = 0.0, ping_s: float = 30.0,
-                 missing: float = 0.0, accuracy_m: float = 10.0, upload_lag_s: float = 5.0,
+                 missing: float = 0.0, accuracy_m: float = 10.0, upload_lag_s: float = 0.0,
                  clock_skew_s: float = 0.0) -> None:
         self.rep_id, self.device_id = rep_id, device_id
         self.t = start
