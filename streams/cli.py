@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -64,6 +65,81 @@ def worker(
     s = _settings()
     _logging(s)
     raise typer.Exit(run_worker(s, ingest=not no_ingest))
+
+
+# -- simulation and demo -------------------------------------------------------------------
+def _yesterday() -> dt.date:
+    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+
+
+@app.command()
+def simulate(
+    reps: Annotated[int, typer.Option(min=1, max=250, help="Simulated reps.")] = 20,
+    days: Annotated[int, typer.Option(min=1, max=35, help="Field days per rep.")] = 1,
+    start_date: Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD); default: "
+                                                   "yesterday, as a backfill")] = None,
+    speedup: Annotated[float, typer.Option(help="Phone time / wall time; 0 = as fast as "
+                                           "possible.")] = 600.0,
+    seed: Annotated[int, typer.Option()] = 7,
+    noise: Annotated[str, typer.Option(help="clean or realistic")] = "realistic",
+    truth: Annotated[Path | None, typer.Option(help="Write the ground truth (JSON lines).")
+                     ] = None,
+) -> None:
+    """Post simulated field days of reps to the running pipeline (`geotel up`)."""
+    from streams.demo import run_simulation
+
+    s = _settings()
+    day = dt.date.fromisoformat(start_date) if start_date else _yesterday()
+    rep = run_simulation(s, reps=reps, days=days, start_date=day, speedup=speedup, seed=seed,
+                         noise=noise, truth=truth)
+    typer.echo(f"sent {rep.events_sent} events in {rep.elapsed_s:.1f}s: {rep.accepted} "
+               f"accepted, {rep.duplicates} duplicates, {rep.rejected} rejected "
+               f"{rep.reject_reasons or ''}")
+
+
+@app.command()
+def demo(
+    reps: Annotated[int, typer.Option(min=1, max=250)] = 20,
+    speedup: Annotated[float, typer.Option(help="Phone time / wall time.")] = 700.0,
+    seed: Annotated[int, typer.Option()] = 7,
+) -> None:
+    """Start the pipeline, replay yesterday's field day of simulated reps (about a minute),
+    print per-rep figures from ClickHouse, stop."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from streams import demo as d
+
+    s = _settings()
+    console = Console(width=max(140, Console().width))
+    log_path = s.data_dir / "logs" / "demo-up.log"
+    console.print(f"starting the pipeline (log: {log_path}) ...")
+    t0 = time.monotonic()
+    proc = d.start_pipeline(s, log_path)
+    try:
+        console.print(f"pipeline up in {time.monotonic() - t0:.1f}s: web {s.web_host}:"
+                      f"{s.web_port}, broker 127.0.0.1:{s.kafka.embedded_port}, chDB "
+                      f"{s.chdb_path}")
+        day = _yesterday()
+        console.print(f"simulating {reps} reps on {day} at {speedup:g}x ...")
+        rep = d.run_simulation(s, reps=reps, days=1, start_date=day, speedup=speedup,
+                               seed=seed, noise="realistic",
+                               truth=s.data_dir / "demo-truth.jsonl")
+        stored_s = d.wait_stored(s, rep.accepted)
+        console.print(f"uploaded {rep.events_sent} events in {rep.elapsed_s:.1f}s "
+                      f"({rep.accepted} accepted, {rep.duplicates} duplicates, {rep.rejected} "
+                      f"rejected); all accepted events stored {stored_s:.1f}s after the last "
+                      "upload")
+        for title, rows in d.figures(s, day):
+            table = Table(title=title)
+            for col in rows[0] if rows else []:
+                table.add_column(col)
+            for row in rows:
+                table.add_row(*[str(v) for v in row.values()])
+            console.print(table)
+    finally:
+        code = d.stop_pipeline(proc)
+        console.print(f"pipeline stopped (exit {code})")
 
 
 # -- devices ------------------------------------------------------------------------------

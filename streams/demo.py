@@ -1,0 +1,164 @@
+"""`geotel simulate` and `geotel demo`: simulated reps posting to a running pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from schemas.errors import GeotelError
+from streams.devices import DeviceRecord, issue
+from streams.settings import Profile, Settings
+
+SAMPLE_WORLD = Path(__file__).resolve().parent.parent / "data" / "sample"
+
+
+class DemoError(GeotelError, RuntimeError):
+    """The demo could not run (the pipeline did not start, uploads failed)."""
+
+
+@dataclass
+class SimReport:
+    events_sent: int
+    accepted: int
+    rejected: int
+    duplicates: int
+    elapsed_s: float
+    reject_reasons: dict[str, int]
+    stored_s: float | None = None
+
+
+def _base_url(s: Settings) -> str:
+    host = "127.0.0.1" if s.web_host in ("0.0.0.0", "::") else s.web_host  # noqa: S104
+    return f"http://{host}:{s.web_port}"
+
+
+def register(s: Settings, devices: list[tuple[str, str]]) -> dict[str, str]:
+    """Issue a token per (device, rep), publish them, and wait until ingest knows them."""
+    from streams.broker import port_open
+    from streams.runtime import journal, publish_devices
+
+    now = dt.datetime.now(dt.UTC)
+    tokens: dict[str, str] = {}
+    recs: list[DeviceRecord] = []
+    for dev, rep in devices:
+        tok, rec = issue(dev, rep, now)
+        tokens[dev] = tok
+        recs.append(rec)
+    if s.profile is Profile.embedded:
+        journal(s).append(recs)
+    if s.profile is Profile.external or port_open("127.0.0.1", s.kafka.embedded_port):
+        publish_devices(s, recs)
+    deadline = time.monotonic() + 30
+    url = _base_url(s) + "/health"
+    while time.monotonic() < deadline:
+        try:
+            n = httpx.get(url, timeout=2).json()["components"]["devices"]["tokens"]
+            if n >= len(recs):
+                return tokens
+        except (httpx.HTTPError, KeyError, ValueError):
+            pass
+        time.sleep(0.3)
+    raise DemoError(f"ingest at {url} did not load the {len(recs)} device tokens within 30 s")
+
+
+def run_simulation(
+    s: Settings, *, reps: int, days: int, start_date: dt.date, speedup: float, seed: int,
+    noise: str, truth: Path | None, concurrency: int = 16, world: Path = SAMPLE_WORLD,
+) -> SimReport:
+    from simulator.client import post_uploads
+    from simulator.noise import NoiseProfile
+    from simulator.run import simulate
+
+    profile = NoiseProfile.realistic() if noise == "realistic" else NoiseProfile.clean()
+    sim = simulate(world, reps, days, start_date, seed, profile)
+    if truth is not None:
+        sim.write_truth(truth)
+    tokens = register(s, sim.devices)
+    stats = asyncio.run(post_uploads(_base_url(s), sim.uploads, tokens, speedup=speedup,
+                                     concurrency=concurrency, start_at=None))
+    if stats.uploads_failed:
+        raise DemoError(f"{stats.uploads_failed} uploads failed: {stats.errors[:3]}")
+    return SimReport(stats.events_sent, stats.accepted, stats.rejected, stats.duplicates,
+                     stats.elapsed_s, dict(stats.reject_reasons))
+
+
+def _sql(s: Settings, query: str) -> list[dict[str, Any]]:
+    r = httpx.post(_base_url(s) + "/v1/sql", json={"sql": query, "format": "json"}, timeout=60)
+    if r.status_code != 200:
+        raise DemoError(f"query failed: {r.text[:500]}")
+    return list(r.json()["data"])
+
+
+def wait_stored(s: Settings, expected_rows: int, timeout_s: float = 120) -> float:
+    """Wait until the worker's sink has written ``expected_rows``; return the seconds it took."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        h = httpx.get(_base_url(s) + "/health", timeout=5).json()
+        if h["components"]["sink"]["rows"] >= expected_rows:
+            return time.monotonic() - t0
+        time.sleep(0.25)
+    raise DemoError(f"the worker did not store {expected_rows} rows within {timeout_s}s")
+
+
+def start_pipeline(s: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "up"],
+                            stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True, env=os.environ.copy())
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DemoError(f"`geotel up` exited with {proc.returncode}; see {log_path}")
+        try:
+            h = httpx.get(_base_url(s) + "/health", timeout=2).json()
+            if h["status"] == "ok" and h["components"]["consumer"]["assigned"]:
+                return proc
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        time.sleep(0.3)
+    stop_pipeline(proc)
+    raise DemoError(f"the pipeline did not become healthy in 90 s; see {log_path}")
+
+
+def stop_pipeline(proc: subprocess.Popen[bytes]) -> int:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            return proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            return proc.wait()
+    return proc.returncode
+
+
+PER_REP_SQL = """
+SELECT rep_id,
+       formatDateTime(min(ts), '%H:%i') AS first_event_utc,
+       formatDateTime(max(ts), '%H:%i') AS last_event_utc,
+       countIf(kind = 'ping') AS pings,
+       countIf(kind = 'check_in' AND action = 'visit_start') AS visits_checked_in,
+       countIf(kind = 'visit_submission') AS visit_forms,
+       round(sumIf(order_total, kind = 'visit_submission'), 2) AS orders_total,
+       uniqExactIf(territory_id, territory_id IS NOT NULL) AS territories
+FROM events
+WHERE toDate(ts) >= '{start}' AND toDate(ts) < '{end}'
+GROUP BY rep_id
+ORDER BY rep_id
+"""
+
+
+def figures(s: Settings, day: dt.date) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Per-rep tables for the demo's day."""
+    end = day + dt.timedelta(days=1)
+    rows = _sql(s, PER_REP_SQL.format(start=day.isoformat(), end=end.isoformat()))
+    return [(f"events per rep on {day} (UTC)", rows)]

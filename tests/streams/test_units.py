@@ -1,0 +1,95 @@
+"""Pure-unit tests of the stream glue: devices, the SQL guard, the rate limit, settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from streams.devices import DeviceError, DeviceRegistry, Journal, hash_token, issue, revoke_records
+from streams.ingest import TokenBucket
+from streams.query import QueryError, check_readonly_sql
+from streams.settings import Profile, Settings
+from streams.settings_doc import render
+
+NOW = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+
+
+def test_tokens_are_random_hashed_and_revocable(tmp_path) -> None:
+    tok, rec = issue("dev-1", "rep-1", NOW)
+    assert tok.startswith("gt_") and len(tok) >= 40
+    assert rec.token_hash == hash_token(tok) and tok not in rec.model_dump_json()
+    reg = DeviceRegistry()
+    reg.apply(rec)
+    assert reg.authenticate(tok).rep_id == "rep-1"
+    assert reg.authenticate(tok[:-1] + "x") is None
+    assert reg.authenticate(None) is None and reg.authenticate("Bearer") is None
+    j = Journal(tmp_path / "d.jsonl")
+    revoked = revoke_records(reg, "dev-1")
+    j.append([rec, *revoked])
+    reg2 = DeviceRegistry()
+    reg2.apply_all(j.read())
+    assert reg2.authenticate(tok) is None
+    reg2.apply(rec)  # an old record arriving late does not undo a revocation
+    assert reg2.authenticate(tok) is None
+    with pytest.raises(DeviceError):
+        revoke_records(reg2, "dev-1")
+    with pytest.raises(DeviceError):
+        issue("bad id with spaces", "rep", NOW)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT 1", "select * from events where rep_id = 'x; drop table y'",
+    "WITH a AS (SELECT 1) SELECT * FROM a", "SHOW TABLES", "DESCRIBE events",
+    "EXPLAIN SELECT 1", "SELECT 1;", "-- comment\nSELECT 1", "SELECT file_name FROM t",
+])
+def test_readonly_guard_allows_reads(sql: str) -> None:
+    assert check_readonly_sql(sql)
+
+
+@pytest.mark.parametrize("sql, code", [
+    ("INSERT INTO t VALUES (1)", "not_read_only"), ("DROP TABLE t", "not_read_only"),
+    ("SELECT 1; DROP TABLE t", "multiple_statements"),
+    ("SELECT * FROM file('/etc/passwd')", "not_read_only"),
+    ("SELECT * FROM URL ('http://x', CSV)", "not_read_only"),
+    ("SELECT * FROM s3('x')", "not_read_only"),
+    ("SELECT 1 INTO OUTFILE 'x'", "not_read_only"),
+    ("SELECT 1 FORMAT CSV", "format_clause"), ("", "empty_query"),
+    ("/* SELECT */ ALTER TABLE t DELETE WHERE 1", "not_read_only"),
+])
+def test_readonly_guard_refuses_with_reason(sql: str, code: str) -> None:
+    with pytest.raises(QueryError) as exc:
+        check_readonly_sql(sql)
+    assert exc.value.code == code
+
+
+def test_token_bucket() -> None:
+    t = [0.0]
+    b = TokenBucket(rate=10, burst=100, clock=lambda: t[0])
+    assert b.take("d", 100) == 0
+    wait = b.take("d", 50)
+    assert wait == pytest.approx(5.0)
+    t[0] = 5.0
+    assert b.take("d", 50) == 0
+    assert b.take("other", 1) == 0
+
+
+def test_settings_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings()
+    assert s.profile is Profile.embedded and s.bootstrap_servers.startswith("127.0.0.1:")
+    monkeypatch.setenv("GEOTEL_PROFILE", "external")
+    with pytest.raises(ValueError, match="GEOTEL_KAFKA__BOOTSTRAP_SERVERS"):
+        Settings()
+    monkeypatch.setenv("GEOTEL_KAFKA__BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
+    monkeypatch.setenv("GEOTEL_CLICKHOUSE__URL", "https://ch:8443")
+    monkeypatch.setenv("GEOTEL_CLICKHOUSE__PASSWORD", "hunter2")
+    s = Settings()
+    assert s.bootstrap_servers == "k1:9092,k2:9092"
+    assert "hunter2" not in s.model_dump_json() and "hunter2" not in repr(s)
+
+
+def test_configuration_doc_is_current() -> None:
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert doc.read_text() == render(), "run `geotel config docs`"
