@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import geopandas as gpd
 import numpy as np
@@ -125,10 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     terr = d["territories"]
     terr.sindex  # noqa: B018 - build sjoin's tree before timing, as GeoIndex.build is excluded
     pts = gpd.GeoDataFrame(geometry=gpd.points_from_xy(x, y), crs="EPSG:4326")
-    sjoin_s, joined = timed(lambda: gpd.sjoin(pts, terr, predicate="within"), runs)
+    sjoin_s, joined_out = timed(lambda: gpd.sjoin(pts, terr, predicate="within"), runs)
     sjoin_xy_s, _ = timed(lambda: gpd.sjoin(
         gpd.GeoDataFrame(geometry=gpd.points_from_xy(x, y), crs="EPSG:4326"), terr,
         predicate="within"), 1)
+    joined = cast(gpd.GeoDataFrame, joined_out)
     lookup_s, res = timed(lambda: index.lookup(x, y), runs)
     acc_s, res_acc = timed(lambda: index_acc.lookup(x, y), runs)
     rep_s, _ = timed(lambda: index_acc.lookup(x, y, d["rep_ids"]), runs)
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     # them here: the tiling has no overlaps and boundary hits have probability ~0).
     got = np.asarray(res.territory_idx)  # type: ignore[attr-defined]
     sj = np.full(n_points, -1)
-    sj[joined.index.to_numpy()] = joined["index_right"].to_numpy()  # type: ignore[attr-defined]
+    sj[joined.index.to_numpy()] = joined["index_right"].to_numpy()
     mismatches = int((got != sj).sum())
     hits = int((np.asarray(res_acc.account_idx) >= 0).sum())  # type: ignore[attr-defined]
     print(f"check: {mismatches} territory mismatches vs sjoin; {hits:,} account hits")

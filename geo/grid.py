@@ -192,8 +192,8 @@ def build_territory_grid(
                 interned[key] = len(members)
                 members.append(list(key))
             run_class[m_run[a]] = interned[key]
-    cell_class = np.where(free, run_class[run_of], -1).reshape(grid.ny, grid.nx + 1)
-    cell_class = np.append(cell_class[:, : grid.nx].ravel(), 0).astype(np.int32)
+    padded_class = np.where(free, run_class[run_of], -1).reshape(grid.ny, grid.nx + 1)
+    cell_class = np.append(padded_class[:, : grid.nx].ravel(), 0).astype(np.int32)
 
     class_ptr = np.zeros(len(members) + 1, dtype=np.int64)
     class_ptr[1:] = np.cumsum([len(m) for m in members])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import geopandas as gpd
 import pandas as pd
@@ -25,7 +25,7 @@ from geo.errors import GeoLoadError
 from geo.geometry import Checked, check_point, check_polygonal
 from geo.report import Issue, LoadReport
 
-Source = str | os.PathLike[str] | Mapping[str, Any] | gpd.GeoDataFrame
+Source: TypeAlias = "str | os.PathLike[str] | Mapping[str, Any] | gpd.GeoDataFrame"
 
 TERRITORY_COLUMNS = ("territory_id", "name", "region", "assigned_reps", "tz", "priority")
 ACCOUNT_COLUMNS = ("account_id", "name", "kind", "radius_m", "territory_id", "rep_id")

@@ -48,7 +48,8 @@ def local_distance_m(
     """
     lat1 = np.asarray(lat1, dtype=np.float64)
     lat2 = np.asarray(lat2, dtype=np.float64)
-    dlon = (np.asarray(lon2, dtype=np.float64) - lon1 + 180.0) % 360.0 - 180.0
+    dlon = (np.asarray(lon2, dtype=np.float64) - np.asarray(lon1, dtype=np.float64) + 180.0)
+    dlon = dlon % 360.0 - 180.0
     mx, my = metres_per_degree((lat1 + lat2) * 0.5)
     return np.hypot(dlon * mx, (lat2 - lat1) * my)
 

@@ -12,7 +12,7 @@ rank (0 = preferred), so picking the primary of many points is an integer ``min`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +22,7 @@ from shapely.geometry.base import BaseGeometry
 _GEOD = pyproj.Geod(ellps="WGS84")
 
 
-def geodesic_area_m2(geoms: Sequence[BaseGeometry]) -> npt.NDArray[np.float64]:
+def geodesic_area_m2(geoms: Iterable[BaseGeometry]) -> npt.NDArray[np.float64]:
     """Area in square metres on the WGS 84 ellipsoid of lon/lat polygons."""
     return np.array([abs(_GEOD.geometry_area_perimeter(g)[0]) for g in geoms], dtype=np.float64)
 

@@ -75,8 +75,7 @@ def wiggly_tiling(
     frame = shapely.box(*bounds)
     pts = np.column_stack([rng.uniform(xmin, xmax, n), rng.uniform(ymin, ymax, n)])
     for _ in range(2):  # Lloyd relaxation: rounder, more even cells
-        cells = _voronoi(pts, frame)
-        pts = shapely.get_coordinates(shapely.centroid(cells))
+        pts = shapely.get_coordinates(shapely.centroid(_voronoi(pts, frame)))
     cells = [_round(c) for c in _voronoi(pts, frame)]
     for attempt in range(6):
         amp = amplitude / (2**attempt)
@@ -197,10 +196,10 @@ def generate(out: Path, seed: int = SEED) -> tuple[Path, Path]:
     for n in range(N_CUSTOMERS):
         x, y = _sample_in(frame, rng, darts)
         hit = tree.query(shapely.Point(x, y), predicate="intersects")
-        tid = territories[int(hit.min())][0] if hit.size else None
+        cust_tid = territories[int(hit.min())][0] if hit.size else None
         radius = float(radii[0] if rng.random() < 0.8 else rng.choice(radii[1:]))
         name = f"{_SURNAMES[rng.integers(len(_SURNAMES))]} {_TRADES[rng.integers(len(_TRADES))]}"
-        add(f"A{n + 1:04d}", name, "customer", radius, x, y, tid)
+        add(f"A{n + 1:04d}", name, "customer", radius, x, y, cust_tid)
 
     t_path, a_path = out / "territories.geojson", out / "accounts.geojson"
     _write(t_path, terr_feats)
