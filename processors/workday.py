@@ -4,7 +4,8 @@ Work day: from the first ``workday_start`` to the last ``workday_end`` check-in.
 one is inferred from the track: when the day's data opens with a stop at home, or with a
 long idle stop (``day_idle_s``, away from customers and offices), the day starts at its
 departure; when the data closes with one, the day ends at its arrival. Otherwise the first
-(last) event of the local day bounds it; the local day's midnight always does. A ``workday_end`` followed by a ``workday_start`` is off-duty time (counted as break).
+(last) event of the local day bounds it; the local day's midnight always does. A
+``workday_end`` followed by a ``workday_start`` is off-duty time (counted as break).
 
 Allocation: every instant of the work day gets exactly one label, by priority
 break > customer (verified visits) > office/home stop > (stop elsewhere | travel | unknown).
