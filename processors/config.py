@@ -64,7 +64,8 @@ class SessionParams(BaseModel):
         "(and at least their summed accuracy), so jitter adds no distance.")
     speed_integration_max_dt_s: float = Field(
         180.0, ge=0, description="Doppler speeds of fixes at most this far apart are "
-        "integrated (trapezoid) as a lower estimate of the distance between them; 0 = off.")
+        "integrated (trapezoid) for the distance between them, kept within the straight "
+        "line +- the fixes' accuracy and turn_max_ratio; 0 = straight lines only.")
     turn_max_ratio: float = Field(
         1.5, ge=1.0, description="When the headings of two consecutive fixes show a turn, "
         "their distance is the path through the corner; no leg is counted longer than this "
@@ -88,9 +89,9 @@ class SessionParams(BaseModel):
         "place to verify it without a stop.")
     # -- work day -----------------------------------------------------------------------
     day_idle_s: float = Field(
-        3600.0, gt=0, description="A stop outside customers/offices at least this long that "
-        "opens (closes) the day's data is off-duty: the inferred work day starts at its "
-        "departure (ends at its arrival).")
+        3600.0, gt=0, description="A stop at home, or one away from customers/offices at "
+        "least this long, that opens (closes) the day's data is off-duty: an inferred work "
+        "day starts at its departure (ends at its arrival).")
     break_infer_min_s: float = Field(
         1200.0, gt=0, description="On a day without break check-ins, the longest stop away "
         "from customers, office and home of at least this is taken as the (inferred) break.")

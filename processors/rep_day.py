@@ -133,6 +133,10 @@ def derive_rep_day(
     lo, hi = (workday.start_t, workday.end_t) if workday else (day_lo, day_lo)
     breaks = (derive_breaks(marks, stops, stop_places, visits, workday, params)
               if workday else [])
+    # A rep on a break parked inside some customer's geofence is not visiting it.
+    visits = [v for v in visits if v.source != VisitSource.auto
+              or sum(overlap_s(b.start_t, b.end_t, v.start_t, v.end_t) for b in breaks)
+              <= 0.5 * (v.end_t - v.start_t)]
 
     layers: list[Interval] = extend_edges(base_timeline(stop_places=stop_places, stops=stops,
                                                         moves=moves), lo, hi, params)

@@ -99,3 +99,13 @@ def test_missing_visit_end_is_taken_from_the_stop() -> None:
     (v,) = _visits(segs)
     assert v.verified and v.inferred
     assert abs(v.duration_s - 1500) < 90
+
+
+def test_break_inside_a_customer_geofence_is_not_an_automatic_visit() -> None:
+    b = DayBuilder()
+    b.stay(300).drive(3000, 0)
+    b.check_in("break_start").stay(1800)
+    b.check_in("break_end").drive(3000, 0).stay(300)
+    segs, day = derive_rep_day("rep-1", DAY, TZ, b.events, InMemoryPlaces([place("A", 3000, 0)]))
+    assert _visits(segs) == [] and day.visits == 0
+    assert day.break_s > 1700
