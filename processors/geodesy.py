@@ -21,7 +21,7 @@ def haversine_m(
     """Distance in metres between points, element-wise (broadcasting).
 
     >>> round(float(haversine_m(13.4, 52.52, 13.41, 52.52)))
-    678
+    677
     """
     lo1, la1, lo2, la2 = (np.radians(np.asarray(v, dtype=np.float64))
                           for v in (lon1, lat1, lon2, lat2))
