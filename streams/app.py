@@ -29,6 +29,7 @@ from schemas.derived import DeadLetter, DeadLetterReason, Enrichment
 from sinks.rows import DEADLETTER_COLUMN_NAMES, EVENT_COLUMN_NAMES, deadletter_rows, event_row
 from sinks.writer import ClickHouseWriter
 from streams.enrich import Enricher, NullEnricher, encode_enriched_batches
+from streams.geosets import GeoEnricher
 from streams.metrics import Metrics
 from streams.settings import DEADLETTER, DEVICES, ENRICHED, RAW, Settings
 
@@ -97,7 +98,10 @@ class Pipeline:
         self.settings = settings
         self.app = make_faust_app(settings, web_enabled=web_enabled)
         self.metrics = Metrics()
-        self.enricher: Enricher = enricher or NullEnricher()
+        # Without an explicit enricher, the worker follows the published territory and account
+        # sets (streams/geosets.py); until one is published events pass unenriched.
+        self.geo_enabled = enricher is None and run_agents
+        self.enricher: Enricher = enricher or (GeoEnricher() if run_agents else NullEnricher())
         self.limits = TimeLimits(settings.ingest.max_clock_ahead_s,
                                  settings.ingest.max_event_age_s)
         # chDB is not safe to drive from several threads at once: one writer thread.
@@ -136,6 +140,9 @@ class Pipeline:
                              "last_error": st.last_error}
             if self.writer.degraded:
                 status = "degraded"
+        geo_tail = getattr(self, "geo_tail", None)
+        if geo_tail is not None:
+            parts["geo"] = {"version": geo_tail.loaded_version, "last_error": geo_tail.last_error}
         tail = getattr(self, "registry_tail", None)
         if tail is not None:
             parts["devices"] = {"status": "ok" if tail.caught_up else "loading",

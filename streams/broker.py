@@ -22,7 +22,18 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from schemas.errors import GeotelError
-from streams.settings import DEADLETTER, DEVICES, ENRICHED, RAW, Settings
+from streams.settings import (
+    ACCOUNTS,
+    DEADLETTER,
+    DEVICES,
+    ENRICHED,
+    RAW,
+    TERRITORIES,
+    Settings,
+)
+
+#: Largest territory/account set message (gzip-compressed GeoJSON), bytes.
+MAX_SET_BYTES = 32 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +141,9 @@ def pipeline_topics(settings: Settings) -> list[NewTopic]:
         NewTopic(t(ENRICHED), n, rf),
         NewTopic(t(DEADLETTER), n, rf),
         NewTopic(t(DEVICES), 1, rf, topic_configs={"cleanup.policy": "compact"}),
+        *[NewTopic(t(name), 1, rf, topic_configs={"cleanup.policy": "compact",
+                                                  "max.message.bytes": str(MAX_SET_BYTES)})
+          for name in (TERRITORIES, ACCOUNTS)],
     ]
 
 

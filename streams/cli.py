@@ -120,6 +120,9 @@ def demo(
         console.print(f"pipeline up in {time.monotonic() - t0:.1f}s: web {s.web_host}:"
                       f"{s.web_port}, broker 127.0.0.1:{s.kafka.embedded_port}, chDB "
                       f"{s.chdb_path}")
+        _load_set("territories", d.SAMPLE_WORLD / "territories.geojson")
+        _load_set("accounts", d.SAMPLE_WORLD / "accounts.geojson")
+        d.wait_geo(s)
         day = _yesterday()
         console.print(f"simulating {reps} reps on {day} at {speedup:g}x ...")
         rep = d.run_simulation(s, reps=reps, days=1, start_date=day, speedup=speedup,
@@ -224,6 +227,59 @@ def devices_list() -> None:
     """Devices with an active token."""
     for dev, rep in sorted(_registry(_settings()).devices().items()):
         typer.echo(f"{dev}\t{rep}")
+
+
+# -- territory and account sets ---------------------------------------------------------------
+def _load_set(kind: str, path: Path) -> None:
+    from geo import GeoLoadError
+    from streams.broker import port_open
+    from streams.geosets import encode_set, journal_path, new_version, prepare
+    from streams.runtime import publish_geoset
+
+    s = _settings()
+    try:
+        geojson, report = prepare(kind, path)
+    except GeoLoadError as exc:
+        typer.secho(f"{path}: nothing published: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(report.summary())
+    jpath = journal_path(s.data_dir, kind)
+    version = new_version()
+    if jpath.exists():  # keep versions increasing even for two loads in one second
+        from streams.geosets import decode_set
+
+        version = max(version, decode_set(jpath.read_bytes())[1] + 1)
+    value = encode_set(kind, geojson, version, path.name)
+    if s.profile is Profile.embedded:
+        jpath.parent.mkdir(parents=True, exist_ok=True)
+        jpath.write_bytes(value)
+        if not port_open("127.0.0.1", s.kafka.embedded_port):
+            typer.echo(f"{kind} version {version} saved; published when `geotel up` starts")
+            return
+    publish_geoset(s, kind, value)
+    typer.echo(f"published {kind} version {version}")
+
+
+territories_app = typer.Typer(no_args_is_help=True, help="Territory sets.")
+accounts_app = typer.Typer(no_args_is_help=True, help="Account (customer site) and place sets.")
+app.add_typer(territories_app, name="territories")
+app.add_typer(accounts_app, name="accounts")
+
+
+@territories_app.command("load")
+def territories_load(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
+                                                          help="GeoJSON, GeoPackage or "
+                                                          "Shapefile, any CRS.")]) -> None:
+    """Validate a territory file and publish it as the new version; workers swap it in live."""
+    _load_set("territories", path)
+
+
+@accounts_app.command("load")
+def accounts_load(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
+                                                       help="GeoJSON, GeoPackage, Shapefile "
+                                                       "or CSV with lat/lon.")]) -> None:
+    """Validate an account/place file and publish it as the new version."""
+    _load_set("accounts", path)
 
 
 # -- schemas ------------------------------------------------------------------------------

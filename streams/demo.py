@@ -99,6 +99,17 @@ def _sql(s: Settings, query: str) -> list[dict[str, Any]]:
     return list(r.json()["data"])
 
 
+def wait_geo(s: Settings, timeout_s: float = 60) -> int:
+    """Wait until the worker uses a territory index; return its version."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        v = httpx.get(_base_url(s) + "/health", timeout=5).json()["components"].get("geo", {})
+        if v.get("version"):
+            return int(v["version"])
+        time.sleep(0.25)
+    raise DemoError(f"the worker did not load the territory set within {timeout_s}s")
+
+
 def wait_stored(s: Settings, expected_rows: int, timeout_s: float = 120) -> float:
     """Wait until the worker's sink has written ``expected_rows``; return the seconds it took."""
     t0 = time.monotonic()

@@ -49,6 +49,32 @@ def publish_devices(settings: Settings, records: list[DeviceRecord], timeout_s: 
         producer.close(timeout=timeout_s)
 
 
+def publish_geoset(settings: Settings, kind: str, value: bytes, timeout_s: float = 30) -> None:
+    """Publish one territory/account set record (see streams/geosets.py)."""
+    from streams.broker import MAX_SET_BYTES
+    from streams.geosets import SETS
+
+    producer = KafkaProducer(acks="all", max_request_size=MAX_SET_BYTES,
+                             **admin_kwargs(settings))  # type: ignore[arg-type]
+    try:
+        producer.send(settings.topic(SETS[kind]), key=kind.encode(), value=value)
+        producer.flush(timeout=timeout_s)
+    finally:
+        producer.close(timeout=timeout_s)
+
+
+def replay_geosets(settings: Settings) -> list[str]:
+    from streams.geosets import SETS, journal_path
+
+    done = []
+    for kind in SETS:
+        path = journal_path(settings.data_dir, kind)
+        if path.exists():
+            publish_geoset(settings, kind, path.read_bytes())
+            done.append(kind)
+    return done
+
+
 def build_pipeline(settings: Settings, clickhouse: Client | None, **kw: Any) -> Pipeline:
     ingest = kw.pop("ingest", True)
     pipeline = Pipeline(settings, clickhouse, **kw)
@@ -91,4 +117,7 @@ def run_up(settings: Settings) -> int:
         if recs:
             publish_devices(settings, recs)
             log.info("replayed %d device records from the journal", len(recs))
+        replayed = replay_geosets(settings)
+        if replayed:
+            log.info("re-published the latest %s", " and ".join(replayed))
         return run_worker(settings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import ssl
 from typing import Any
 
 import faust
@@ -24,6 +25,27 @@ from streams.query import QueryError, run_readonly
 log = logging.getLogger(__name__)
 
 
+def make_consumer(settings: Any) -> AIOKafkaConsumer:
+    """A group-less consumer (assign + seek) with the configured security."""
+    from streams.broker import admin_kwargs
+
+    kw = admin_kwargs(settings)
+    k = settings.kafka
+    extra: dict[str, Any] = {}
+    if k.security_protocol.startswith("SASL"):
+        extra = {"sasl_mechanism": kw["sasl_mechanism"],
+                 "sasl_plain_username": kw["sasl_plain_username"],
+                 "sasl_plain_password": kw["sasl_plain_password"]}
+    if k.security_protocol in ("SSL", "SASL_SSL"):
+        extra["ssl_context"] = ssl.create_default_context(
+            cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
+    return AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                            security_protocol=k.security_protocol, group_id=None,
+                            enable_auto_commit=False, auto_offset_reset="earliest",
+                            fetch_max_bytes=64 * 1024 * 1024,
+                            max_partition_fetch_bytes=32 * 1024 * 1024, **extra)
+
+
 class RegistryTail:
     """Keeps a DeviceRegistry up to date from the devices topic."""
 
@@ -32,29 +54,10 @@ class RegistryTail:
         self.registry = DeviceRegistry()
         self.caught_up = False
 
-    def _consumer(self) -> AIOKafkaConsumer:
-        from streams.broker import admin_kwargs
-
-        kw = admin_kwargs(self.pipeline.settings)
-        k = self.pipeline.settings.kafka
-        extra: dict[str, Any] = {}
-        if k.security_protocol.startswith("SASL"):
-            extra = {"sasl_mechanism": kw["sasl_mechanism"],
-                     "sasl_plain_username": kw["sasl_plain_username"],
-                     "sasl_plain_password": kw["sasl_plain_password"]}
-        if k.security_protocol in ("SSL", "SASL_SSL"):
-            import ssl
-
-            extra["ssl_context"] = ssl.create_default_context(
-                cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
-        return AIOKafkaConsumer(bootstrap_servers=self.pipeline.settings.bootstrap_servers,
-                                security_protocol=k.security_protocol, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest", **extra)
-
     async def run(self) -> None:
         topic = self.pipeline.devices_topic_name
         while True:
-            consumer = self._consumer()
+            consumer = make_consumer(self.pipeline.settings)
             try:
                 await consumer.start()
                 parts = consumer.partitions_for_topic(topic)
@@ -140,6 +143,16 @@ def register_web(pipeline: Any, *, ingest: bool = True, sql: bool = True) -> Reg
             pipeline.refresh_gauges()
             data = generate_latest(pipeline.metrics.registry)
             return self.bytes(data, content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    if pipeline.geo_enabled:
+        from streams.geosets import GeoSetTail
+
+        geo_tail = GeoSetTail(pipeline, pipeline.enricher)
+        pipeline.geo_tail = geo_tail
+
+        @app.task
+        async def _geosets() -> None:
+            await geo_tail.run()
 
     if sql and pipeline.reader is not None:
         token = settings.query.token

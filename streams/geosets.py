@@ -1,0 +1,187 @@
+"""Territory and account sets: publish a version, tail the topics, swap the index live.
+
+`geotel territories load FILE` / `geotel accounts load FILE` validate the file locally (any
+format and CRS geo/ reads), normalise it to GeoJSON in EPSG:4326 and publish it, gzip-compressed,
+as a new version on a compacted topic (``geotel.territories`` / ``geotel.accounts``, key =
+the set name). Every worker tails both topics, builds a new immutable GeoIndex in a thread and
+swaps it in with one assignment: events in flight finish on the index they started with, the
+next batch uses the new one, nothing stalls or is lost. Each event records the version used.
+
+In the embedded profile the broker keeps topics in memory, so the latest published record of
+each set is also kept under ``data_dir/geo/`` and re-published by ``geotel up``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from aiokafka.structs import TopicPartition
+
+from geo import GeoIndex, LoadReport, load_accounts, load_territories
+from processors.intake import AnyEvent
+from schemas.derived import Enrichment
+from schemas.events import CheckIn, Ping
+from streams.settings import ACCOUNTS, TERRITORIES
+
+log = logging.getLogger(__name__)
+
+SETS = {"territories": TERRITORIES, "accounts": ACCOUNTS}
+_NO_GEO = Enrichment()
+
+
+class GeoEnricher:
+    """Enrichment from one immutable GeoIndex; replace ``index`` to switch versions."""
+
+    def __init__(self, index: GeoIndex | None = None) -> None:
+        self.index = index
+
+    @property
+    def version(self) -> int:
+        return self.index.version if self.index is not None else 0
+
+    def enrich(self, events: Sequence[AnyEvent]) -> list[Enrichment]:
+        index = self.index  # one read: the whole batch sees one version
+        out = [_NO_GEO] * len(events)
+        if index is None or not events:
+            return out
+        pos: list[int] = []
+        lon: list[float] = []
+        lat: list[float] = []
+        reps: list[str] = []
+        for i, ev in enumerate(events):
+            if isinstance(ev, Ping):
+                x, y = ev.lon, ev.lat
+            elif isinstance(ev, CheckIn) and ev.position is not None:
+                x, y = ev.position.lon, ev.position.lat
+            else:
+                continue
+            pos.append(i)
+            lon.append(x)
+            lat.append(y)
+            reps.append(ev.rep_id)
+        if not pos:
+            return out
+        res = index.lookup(np.asarray(lon), np.asarray(lat), rep_ids=reps)
+        build = Enrichment.model_construct
+        for i, rec in zip(pos, res.records(), strict=True):
+            out[i] = build(**rec)
+        return out
+
+
+def encode_set(kind: str, geojson: bytes, version: int, source: str) -> bytes:
+    return orjson.dumps({"kind": kind, "version": version, "source": source,
+                         "geojson_gz_b64": base64.b64encode(gzip.compress(geojson)).decode()})
+
+
+def decode_set(value: bytes) -> tuple[str, int, bytes]:
+    doc = orjson.loads(value)
+    return doc["kind"], int(doc["version"]), gzip.decompress(base64.b64decode(doc["geojson_gz_b64"]))
+
+
+def prepare(kind: str, path: Path) -> tuple[bytes, LoadReport]:
+    """Load and validate a file locally; return normalised GeoJSON (EPSG:4326) and the report.
+    Raises GeoLoadError (with the report) when nothing usable is in it."""
+    loaded = (load_territories if kind == "territories" else load_accounts)(path)
+    frame = loaded.frame
+    return frame.to_json(drop_id=True, to_wgs84=True).encode(), loaded.report
+
+
+def journal_path(data_dir: Path, kind: str) -> Path:
+    return data_dir / "geo" / f"{kind}.json"
+
+
+def new_version() -> int:
+    # Seconds since the epoch: increases across publishers without coordination (UInt32 in
+    # ClickHouse until 2106); two loads in the same second are separated by +1 below.
+    return int(time.time())
+
+
+def build_index(sets: dict[str, tuple[int, bytes]]) -> GeoIndex | None:
+    if "territories" not in sets:
+        return None
+    tv, tjson = sets["territories"]
+    terr = load_territories(orjson.loads(tjson)).frame
+    acc = None
+    version = tv
+    if "accounts" in sets:
+        av, ajson = sets["accounts"]
+        acc = load_accounts(orjson.loads(ajson)).frame
+        version = max(tv, av)
+    return GeoIndex.build(terr, acc, version=version)
+
+
+class GeoSetTail:
+    """Tails the territory and account topics and swaps the enricher's index."""
+
+    def __init__(self, pipeline: Any, enricher: GeoEnricher) -> None:
+        self.pipeline = pipeline
+        self.enricher = enricher
+        self.sets: dict[str, tuple[int, bytes]] = {}
+        self.loaded_version = 0
+        self.last_error: str | None = None
+
+    async def run(self) -> None:
+        from streams.web import make_consumer
+
+        settings = self.pipeline.settings
+        topics = [settings.topic(t) for t in SETS.values()]
+        loop = asyncio.get_running_loop()
+        while True:
+            consumer = make_consumer(settings)
+            try:
+                await consumer.start()
+                tps = []
+                for t in topics:
+                    parts = consumer.partitions_for_topic(t) or set()
+                    tps.extend(TopicPartition(t, p) for p in parts)
+                if not tps:
+                    await asyncio.sleep(1.0)
+                    await consumer.stop()
+                    continue
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                while True:
+                    batch = await consumer.getmany(timeout_ms=500)
+                    changed = False
+                    for records in batch.values():
+                        for r in records:
+                            if r.value is None:
+                                continue
+                            try:
+                                kind, version, body = decode_set(r.value)
+                            except Exception as exc:
+                                log.error("ignoring a malformed geo set record: %r", exc)
+                                continue
+                            if version >= self.sets.get(kind, (-1, b""))[0]:
+                                self.sets[kind] = (version, body)
+                                changed = True
+                    if changed:
+                        try:
+                            index = await loop.run_in_executor(None, build_index, dict(self.sets))
+                        except Exception as exc:
+                            self.last_error = f"{type(exc).__name__}: {exc}"
+                            log.error("cannot build the geo index, keeping version %s: %s",
+                                      self.enricher.version, exc)
+                            continue
+                        if index is not None:
+                            self.enricher.index = index  # the atomic swap
+                            self.loaded_version = index.version
+                            self.last_error = None
+                            self.pipeline.metrics.index_version.set(index.version)
+                            log.info("geo index version %s in use", index.version)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("geo set tail failed, retrying: %r", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                await consumer.stop()
