@@ -18,12 +18,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import uuid
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
+
+from sinks.exceptions import SinkError
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +79,9 @@ class ClickHouseWriter:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         should_stop: Callable[[], bool] = lambda: False,
+        fault_file: Path | None = None,
     ) -> None:
+        self.fault_file = fault_file
         self.client = client
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
@@ -130,6 +135,8 @@ class ClickHouseWriter:
         while True:
             started = self._clock()
             try:
+                if self.fault_file is not None and self.fault_file.exists():
+                    raise SinkError(f"injected outage ({self.fault_file} exists)")
                 with self.lock:
                     self.client.insert(
                         table, pend.rows, column_names=list(pend.columns),

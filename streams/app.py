@@ -51,10 +51,11 @@ def faust_broker_credentials(settings: Settings) -> Any:
     )
 
 
-def make_faust_app(settings: Settings, *, web_enabled: bool = True) -> faust.App:
+def make_faust_app(settings: Settings, *, web_enabled: bool = True,
+                   app_id: str = "geotel") -> faust.App:
     k = settings.kafka
     return faust.App(
-        "geotel",
+        app_id,
         broker=[f"kafka://{s.strip()}" for s in settings.bootstrap_servers.split(",")],
         broker_credentials=faust_broker_credentials(settings),
         store="memory://",
@@ -96,7 +97,10 @@ class Pipeline:
         web_enabled: bool = True,
     ) -> None:
         self.settings = settings
-        self.app = make_faust_app(settings, web_enabled=web_enabled)
+        # Ingest-only processes get their own group id, so they never join (and rebalance)
+        # the workers' consumer group.
+        self.app = make_faust_app(settings, web_enabled=web_enabled,
+                                  app_id="geotel" if run_agents else "geotel-ingest")
         self.metrics = Metrics()
         # Without an explicit enricher, the worker follows the published territory and account
         # sets (streams/geosets.py); until one is published events pass unenriched.
@@ -113,7 +117,8 @@ class Pipeline:
         self.query_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="query")
         self.writer = (
             ClickHouseWriter(clickhouse, retry_initial_s=settings.worker.sink_retry_initial_s,
-                             retry_max_s=settings.worker.sink_retry_max_s)
+                             retry_max_s=settings.worker.sink_retry_max_s,
+                             fault_file=settings.clickhouse.fault_file)
             if clickhouse is not None else None
         )
         t = settings.topic

@@ -67,6 +67,16 @@ def worker(
     raise typer.Exit(run_worker(s, ingest=not no_ingest))
 
 
+@app.command()
+def ingest() -> None:
+    """Run only the HTTP ingest endpoint (stateless; scale it separately from workers)."""
+    from streams.runtime import run_ingest
+
+    s = _settings()
+    _logging(s)
+    raise typer.Exit(run_ingest(s))
+
+
 # -- simulation and demo -------------------------------------------------------------------
 def _yesterday() -> dt.date:
     return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)

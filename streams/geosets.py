@@ -84,7 +84,8 @@ def encode_set(kind: str, geojson: bytes, version: int, source: str) -> bytes:
 
 def decode_set(value: bytes) -> tuple[str, int, bytes]:
     doc = orjson.loads(value)
-    return doc["kind"], int(doc["version"]), gzip.decompress(base64.b64decode(doc["geojson_gz_b64"]))
+    body = gzip.decompress(base64.b64decode(doc["geojson_gz_b64"]))
+    return doc["kind"], int(doc["version"]), body
 
 
 def prepare(kind: str, path: Path) -> tuple[bytes, LoadReport]:

@@ -104,6 +104,14 @@ def run_worker(settings: Settings, *, ingest: bool = True) -> int:
         client.close()
 
 
+def run_ingest(settings: Settings) -> int:
+    """An ingest-only process: stateless HTTP endpoint, no agents, no ClickHouse. Run any
+    number behind a load balancer; they share the device registry through its topic."""
+    ensure_topics(settings)
+    pipeline = build_pipeline(settings, None, run_agents=False, ingest=True)
+    return run_faust(pipeline.app, settings.log_level)
+
+
 def run_up(settings: Settings) -> int:
     """The whole pipeline on one machine: embedded broker, topics, devices, worker, chDB."""
     if settings.profile is not Profile.embedded:

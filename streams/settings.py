@@ -78,6 +78,9 @@ class ClickHouseSettings(_Section):
     database: str = Field(default="geotel", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                           description="Database holding geotel's tables.")
     verify_tls: bool = Field(default=True, description="Verify the server certificate on https.")
+    fault_file: Path | None = Field(
+        default=None, description="Outage drill: while this file exists, every ClickHouse "
+        "insert of the worker fails (as if the server were down). Unset in production.")
 
 
 class IngestSettings(_Section):
