@@ -7,7 +7,7 @@ does not change with the noise profile. The phone's view of the day is rendered 
 A day: start work at home (a few minutes of preparation), sometimes a stint at the office,
 then 4-8 customers, mostly clustered in the rep's own territory with the odd one across the
 border, 10-60 min each; a lunch break around noon, at a cafe or parked by the road; maybe a
-fuel stop; drive home and stop work a few minutes after arriving.
+fuel stop; drive home, do the paperwork there and stop work.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class Planner:
             stay(rng.uniform(25, 60) * 60, BREAK, "cafe" if cafe else "roadside")
 
         for i, acc in enumerate(customers):
-            if i >= n_planned and local_hour(traj.end) > 14.5:
+            if i >= n_planned and local_hour(traj.end) > 14.0:
                 break  # the planned calls are done and it is late enough to go home
             if i >= 4 and local_hour(traj.end) > 17.0:
                 break  # a long day: the remaining customers wait for tomorrow
@@ -133,7 +133,7 @@ class Planner:
             go(_park(rng, acc))
             visit_id = f"v-{rep.rep_id}-{day:%Y%m%d}-{i + 1:02d}"
             arrive = traj.end
-            stay(rng.uniform(10, 60) * 60, VISIT, "customer", acc, visit_id)
+            stay(rng.triangular(10, 60, 40) * 60, VISIT, "customer", acc, visit_id)
             own = acc.territory_id == rep.territory_id
             plan.visits.append(TrueVisit(visit_id, acc, arrive, traj.end, own))
             if i == fuel_after:
@@ -143,7 +143,8 @@ class Planner:
             lunch()
 
         go(home_pos)
-        stay(rng.uniform(2, 15) * 60, OTHER, "home", home)
+        # Reports and tomorrow's plan are done at home before signing off.
+        stay(rng.uniform(5, 45) * 60, OTHER, "home", home)
         plan.workday_end = traj.end
         traj.wait(rng.uniform(0, 600))
         plan.track_end = traj.end
