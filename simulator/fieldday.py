@@ -27,6 +27,7 @@ from simulator.world import Account, Rep, World, distance_m, offset_point
 
 VISIT, BREAK, OTHER = "visit", "break", "other"
 MAX_VISITS = 8
+FOREIGN_CANDIDATES = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ class Planner:
         for a in self._all:
             self._own.setdefault(a.territory_id or "", []).append(a)
         self._offices = world.offices()
+        self._foreign: dict[str, list[Account]] = {}
 
     def plan(self, rep: Rep, day: dt.date, seed: int) -> DayPlan:
         rng = random.Random(sub_seed(seed, "plan", rep.rep_id, day.isoformat()))
@@ -150,6 +152,19 @@ class Planner:
         plan.track_end = traj.end
         return plan
 
+    def _foreign_candidates(self, territory_id: str) -> list[Account]:
+        """Customers of other territories nearest this one (cached: sorting all of them for
+        every rep-day was a fifth of the generation time)."""
+        cached = self._foreign.get(territory_id)
+        if cached is None:
+            own = self._own.get(territory_id) or self._all
+            lat = sum(a.lat for a in own) / len(own)
+            lon = sum(a.lon for a in own) / len(own)
+            others = [a for a in self._all if a.territory_id != territory_id]
+            others.sort(key=lambda a: distance_m(lat, lon, a.lat, a.lon))
+            cached = self._foreign[territory_id] = others[:FOREIGN_CANDIDATES]
+        return cached
+
     def _nearest_office(self, pos: LatLon) -> Account | None:
         best = min(self._offices, key=lambda a: distance_m(pos[0], pos[1], a.lat, a.lon),
                    default=None)
@@ -175,7 +190,7 @@ class Planner:
             return sorted(cands, key=lambda a: distance_m(focus.lat, focus.lon, a.lat, a.lon))[:k]
 
         own_pool = near(own, 15)
-        foreign_pool = near([a for a in self._all if a.territory_id != rep.territory_id], 8)
+        foreign_pool = near(self._foreign_candidates(rep.territory_id), 8)
         chosen: list[Account] = []
         seen: set[str] = set()
         for _ in range(n * 4):

@@ -11,6 +11,8 @@ import math
 import random
 from dataclasses import dataclass, replace
 
+from simulator.world import offset_point
+
 
 @dataclass(frozen=True, slots=True)
 class NoiseProfile:
@@ -77,8 +79,6 @@ class NoiseProfile:
 
     def fix(self, rng: random.Random, lat: float, lon: float) -> Fix:
         """Turn a true position into what the phone reports."""
-        from simulator.world import offset_point  # local: keeps noise importable standalone
-
         roll = rng.random()
         if roll < self.mock_prob:
             dist = rng.uniform(2000.0, 8000.0)
