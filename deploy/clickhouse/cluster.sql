@@ -1,0 +1,332 @@
+-- geotel schema for ClickHouse cluster 'geotel', database 'geotel'.
+-- Generated from sinks/migrations.py by `python -m sinks.cluster --cluster geotel`; do not edit.
+-- Needs Keeper and the {shard}/{replica} macros on every node.
+
+CREATE DATABASE IF NOT EXISTS geotel ON CLUSTER 'geotel';
+
+CREATE TABLE IF NOT EXISTS geotel.schema_migrations_local ON CLUSTER 'geotel'
+(
+    version UInt32,
+    name String,
+    applied_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ORDER BY version;
+
+CREATE TABLE IF NOT EXISTS geotel.schema_migrations ON CLUSTER 'geotel'
+(
+    version UInt32,
+    name String,
+    applied_at DateTime64(3, 'UTC')
+)
+ENGINE = Distributed('geotel', 'geotel', 'schema_migrations_local', cityHash64(version));
+
+CREATE TABLE IF NOT EXISTS geotel.events_all_local ON CLUSTER 'geotel'
+(
+    event_id UUID,
+    rep_id LowCardinality(String),
+    device_id LowCardinality(String),
+    kind Enum8('ping' = 1, 'check_in' = 2, 'visit_submission' = 3),
+    ts DateTime64(3, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    received_at DateTime64(3, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    lat Nullable(Float64),
+    lon Nullable(Float64),
+    accuracy_m Nullable(Float32),
+    speed_mps Nullable(Float32),
+    heading_deg Nullable(Float32),
+    altitude_m Nullable(Float32),
+    battery_pct Nullable(Float32),
+    provider LowCardinality(Nullable(String)),
+    is_mock Bool,
+    action LowCardinality(Nullable(String)),
+    account_id Nullable(String),
+    visit_id Nullable(String),
+    started_at Nullable(DateTime64(3, 'UTC')),
+    ended_at Nullable(DateTime64(3, 'UTC')),
+    outcome LowCardinality(Nullable(String)),
+    notes String CODEC(ZSTD(3)),
+    form Map(LowCardinality(String), String),
+    tags Array(LowCardinality(String)),
+    photo_count UInt16,
+    photos String CODEC(ZSTD(3)),
+    order_currency LowCardinality(Nullable(String)),
+    order_total Nullable(Decimal(18, 4)),
+    order_lines String CODEC(ZSTD(3)),
+    territory_id LowCardinality(Nullable(String)),
+    region LowCardinality(Nullable(String)),
+    in_assigned_territory Nullable(Bool),
+    geo_account_id Nullable(String),
+    geo_account_distance_m Nullable(Float32),
+    geo_version UInt32
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toYYYYMM(ts)
+ORDER BY (rep_id, toDate(ts), ts, event_id)
+COMMENT 'Every accepted event; may hold not-yet-merged duplicates: query events (replicated shard-local data)';
+
+CREATE TABLE IF NOT EXISTS geotel.events_all ON CLUSTER 'geotel'
+(
+    event_id UUID,
+    rep_id LowCardinality(String),
+    device_id LowCardinality(String),
+    kind Enum8('ping' = 1, 'check_in' = 2, 'visit_submission' = 3),
+    ts DateTime64(3, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    received_at DateTime64(3, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    lat Nullable(Float64),
+    lon Nullable(Float64),
+    accuracy_m Nullable(Float32),
+    speed_mps Nullable(Float32),
+    heading_deg Nullable(Float32),
+    altitude_m Nullable(Float32),
+    battery_pct Nullable(Float32),
+    provider LowCardinality(Nullable(String)),
+    is_mock Bool,
+    action LowCardinality(Nullable(String)),
+    account_id Nullable(String),
+    visit_id Nullable(String),
+    started_at Nullable(DateTime64(3, 'UTC')),
+    ended_at Nullable(DateTime64(3, 'UTC')),
+    outcome LowCardinality(Nullable(String)),
+    notes String CODEC(ZSTD(3)),
+    form Map(LowCardinality(String), String),
+    tags Array(LowCardinality(String)),
+    photo_count UInt16,
+    photos String CODEC(ZSTD(3)),
+    order_currency LowCardinality(Nullable(String)),
+    order_total Nullable(Decimal(18, 4)),
+    order_lines String CODEC(ZSTD(3)),
+    territory_id LowCardinality(Nullable(String)),
+    region LowCardinality(Nullable(String)),
+    in_assigned_territory Nullable(Bool),
+    geo_account_id Nullable(String),
+    geo_account_distance_m Nullable(Float32),
+    geo_version UInt32
+)
+ENGINE = Distributed('geotel', 'geotel', 'events_all_local', cityHash64(rep_id))
+COMMENT 'Every accepted event; may hold not-yet-merged duplicates: query events';
+
+CREATE VIEW IF NOT EXISTS geotel.events ON CLUSTER 'geotel' AS
+SELECT * FROM geotel.events_all FINAL;
+
+CREATE TABLE IF NOT EXISTS geotel.deadletters_local ON CLUSTER 'geotel'
+(
+    at DateTime64(3, 'UTC'),
+    reason LowCardinality(String),
+    detail String,
+    source_topic LowCardinality(String),
+    source_partition UInt32,
+    source_offset UInt64,
+    item_index Int32,
+    event_id Nullable(UUID),
+    rep_id Nullable(String),
+    payload String CODEC(ZSTD(3)),
+    payload_b64 Nullable(String) CODEC(ZSTD(3))
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toYYYYMM(at)
+ORDER BY (source_topic, source_partition, source_offset, item_index)
+TTL toDateTime(at) + INTERVAL 90 DAY
+COMMENT 'Input the pipeline could not use, with the reason (replicated shard-local data)';
+
+CREATE TABLE IF NOT EXISTS geotel.deadletters ON CLUSTER 'geotel'
+(
+    at DateTime64(3, 'UTC'),
+    reason LowCardinality(String),
+    detail String,
+    source_topic LowCardinality(String),
+    source_partition UInt32,
+    source_offset UInt64,
+    item_index Int32,
+    event_id Nullable(UUID),
+    rep_id Nullable(String),
+    payload String CODEC(ZSTD(3)),
+    payload_b64 Nullable(String) CODEC(ZSTD(3))
+)
+ENGINE = Distributed('geotel', 'geotel', 'deadletters_local', cityHash64(source_topic, source_partition, source_offset, item_index))
+COMMENT 'Input the pipeline could not use, with the reason';
+
+CREATE TABLE IF NOT EXISTS geotel.rep_daily_all_local ON CLUSTER 'geotel'
+(
+    day_id UUID,
+    rep_id LowCardinality(String),
+    local_date Date,
+    tz LowCardinality(String),
+    workday_start Nullable(DateTime64(3, 'UTC')),
+    workday_end Nullable(DateTime64(3, 'UTC')),
+    workday_start_inferred Bool,
+    workday_end_inferred Bool,
+    workday_s Float64,
+    field_s Float64,
+    travel_s Float64,
+    customer_s Float64,
+    stopped_other_s Float64,
+    unknown_s Float64,
+    break_s Float64,
+    office_home_s Float64,
+    in_territory_s Float64,
+    out_territory_s Float64,
+    distance_m Float64,
+    visits UInt16,
+    verified_visits UInt16,
+    unverified_visits UInt16,
+    auto_visits UInt16,
+    pings_kept UInt32,
+    pings_dropped Map(LowCardinality(String), UInt32),
+    clock_offset_s Float32,
+    events UInt32,
+    version UInt32
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', version)
+PARTITION BY toYYYYMM(local_date)
+ORDER BY (rep_id, local_date)
+COMMENT 'Every derivation of each rep-day; query rep_daily (replicated shard-local data)';
+
+CREATE TABLE IF NOT EXISTS geotel.rep_daily_all ON CLUSTER 'geotel'
+(
+    day_id UUID,
+    rep_id LowCardinality(String),
+    local_date Date,
+    tz LowCardinality(String),
+    workday_start Nullable(DateTime64(3, 'UTC')),
+    workday_end Nullable(DateTime64(3, 'UTC')),
+    workday_start_inferred Bool,
+    workday_end_inferred Bool,
+    workday_s Float64,
+    field_s Float64,
+    travel_s Float64,
+    customer_s Float64,
+    stopped_other_s Float64,
+    unknown_s Float64,
+    break_s Float64,
+    office_home_s Float64,
+    in_territory_s Float64,
+    out_territory_s Float64,
+    distance_m Float64,
+    visits UInt16,
+    verified_visits UInt16,
+    unverified_visits UInt16,
+    auto_visits UInt16,
+    pings_kept UInt32,
+    pings_dropped Map(LowCardinality(String), UInt32),
+    clock_offset_s Float32,
+    events UInt32,
+    version UInt32
+)
+ENGINE = Distributed('geotel', 'geotel', 'rep_daily_all_local', cityHash64(rep_id))
+COMMENT 'Every derivation of each rep-day; query rep_daily';
+
+CREATE VIEW IF NOT EXISTS geotel.rep_daily ON CLUSTER 'geotel' AS
+SELECT * FROM geotel.rep_daily_all FINAL;
+
+CREATE TABLE IF NOT EXISTS geotel.segments_all_local ON CLUSTER 'geotel'
+(
+    segment_id UUID,
+    rep_id LowCardinality(String),
+    local_date Date,
+    kind Enum8('stop' = 1, 'visit' = 2, 'travel' = 3, 'break' = 4),
+    start DateTime64(3, 'UTC'),
+    end DateTime64(3, 'UTC'),
+    duration_s Float64,
+    workday_s Float64,
+    lon Nullable(Float64),
+    lat Nullable(Float64),
+    distance_m Float64,
+    place_id Nullable(String),
+    place_kind LowCardinality(Nullable(String)),
+    visit_id Nullable(String),
+    visit_source LowCardinality(Nullable(String)),
+    verified Nullable(Bool),
+    place_distance_m Nullable(Float32),
+    submission_event_id Nullable(UUID),
+    inferred Bool,
+    n_pings UInt32,
+    version UInt32
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toYYYYMM(local_date)
+ORDER BY (rep_id, local_date, version, segment_id)
+COMMENT 'Segments of every derivation; query segments (replicated shard-local data)';
+
+CREATE TABLE IF NOT EXISTS geotel.segments_all ON CLUSTER 'geotel'
+(
+    segment_id UUID,
+    rep_id LowCardinality(String),
+    local_date Date,
+    kind Enum8('stop' = 1, 'visit' = 2, 'travel' = 3, 'break' = 4),
+    start DateTime64(3, 'UTC'),
+    end DateTime64(3, 'UTC'),
+    duration_s Float64,
+    workday_s Float64,
+    lon Nullable(Float64),
+    lat Nullable(Float64),
+    distance_m Float64,
+    place_id Nullable(String),
+    place_kind LowCardinality(Nullable(String)),
+    visit_id Nullable(String),
+    visit_source LowCardinality(Nullable(String)),
+    verified Nullable(Bool),
+    place_distance_m Nullable(Float32),
+    submission_event_id Nullable(UUID),
+    inferred Bool,
+    n_pings UInt32,
+    version UInt32
+)
+ENGINE = Distributed('geotel', 'geotel', 'segments_all_local', cityHash64(rep_id))
+COMMENT 'Segments of every derivation; query segments';
+
+CREATE VIEW IF NOT EXISTS geotel.segments ON CLUSTER 'geotel' AS
+SELECT * FROM geotel.segments_all FINAL WHERE (rep_id, local_date, version) IN (SELECT rep_id, local_date, version FROM geotel.rep_daily);
+
+CREATE VIEW IF NOT EXISTS geotel.visits ON CLUSTER 'geotel' AS
+SELECT s.segment_id AS segment_id, s.rep_id AS rep_id,
+       s.local_date AS local_date, s.start AS start, s.end AS end,
+       s.duration_s AS duration_s, s.place_id AS account_id, s.visit_id AS visit_id,
+       s.visit_source AS source, s.verified AS verified,
+       s.place_distance_m AS distance_m, s.lon AS lon, s.lat AS lat,
+       s.submission_event_id AS submission_event_id,
+       e.outcome AS outcome, e.order_currency AS order_currency,
+       e.order_total AS order_total, e.tags AS tags, e.form AS form, e.notes AS notes,
+       e.photo_count AS photo_count
+FROM geotel.segments AS s
+LEFT JOIN (SELECT event_id, outcome, order_currency, order_total, tags, form, notes,
+                  photo_count
+           FROM geotel.events WHERE kind = 'visit_submission') AS e
+       ON s.submission_event_id = e.event_id
+WHERE s.kind = 'visit';
+
+CREATE TABLE IF NOT EXISTS geotel.transitions_all_local ON CLUSTER 'geotel'
+(
+    transition_id UUID,
+    rep_id LowCardinality(String),
+    local_date Date,
+    kind Enum8('territory_enter' = 1, 'territory_exit' = 2, 'account_arrive' = 3, 'account_leave' = 4),
+    subject_id String,
+    at DateTime64(3, 'UTC'),
+    lon Nullable(Float64),
+    lat Nullable(Float64),
+    geo_version UInt32,
+    version UInt32
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toYYYYMM(local_date)
+ORDER BY (rep_id, local_date, version, at, transition_id)
+COMMENT 'Territory/account transitions of every derivation; query transitions (replicated shard-local data)';
+
+CREATE TABLE IF NOT EXISTS geotel.transitions_all ON CLUSTER 'geotel'
+(
+    transition_id UUID,
+    rep_id LowCardinality(String),
+    local_date Date,
+    kind Enum8('territory_enter' = 1, 'territory_exit' = 2, 'account_arrive' = 3, 'account_leave' = 4),
+    subject_id String,
+    at DateTime64(3, 'UTC'),
+    lon Nullable(Float64),
+    lat Nullable(Float64),
+    geo_version UInt32,
+    version UInt32
+)
+ENGINE = Distributed('geotel', 'geotel', 'transitions_all_local', cityHash64(rep_id))
+COMMENT 'Territory/account transitions of every derivation; query transitions';
+
+CREATE VIEW IF NOT EXISTS geotel.transitions ON CLUSTER 'geotel' AS
+SELECT * FROM geotel.transitions_all FINAL WHERE (rep_id, local_date, version) IN (SELECT rep_id, local_date, version FROM geotel.rep_daily);
