@@ -103,12 +103,14 @@ class RepSessionState:
 
     # -- updates ------------------------------------------------------------------------
     def add(self, events: Iterable[AnyEvent], received: dt.datetime | None = None,
-            places: PlaceLookup = _NO_PLACES) -> SessionOutput:
+            places: PlaceLookup = _NO_PLACES, *, derive: bool = True) -> SessionOutput:
         """Accept a batch of this rep's events (one upload, say) and return what to emit.
 
         ``received`` is the server receive time of the batch, used for events without their
         own ``received_at``. Lateness is judged against the watermark before the batch, so
-        a phone's backlog uploaded at once is accepted whole.
+        a phone's backlog uploaded at once is accepted whole. With ``derive=False`` the
+        touched days are only marked dirty (see :meth:`derive`), so a caller can coalesce
+        many uploads into one derivation; closing days waits for that derivation too.
         """
         p = self.params
         before = self.watermark
@@ -145,10 +147,25 @@ class RepSessionState:
             if newest is None or e.ts > newest:
                 newest = e.ts
         self.watermark = newest
+        if not derive:
+            return SessionOutput(rejected=tuple(rejected), duplicates=duplicates)
+        out = self.derive(places)
+        return SessionOutput(updates=out.updates, rejected=tuple(rejected),
+                             duplicates=duplicates, closed=out.closed)
+
+    @property
+    def dirty(self) -> bool:
+        """Some rep-day has events not yet derived."""
+        return any(st.dirty for st in self._days.values())
+
+    def derive(self, places: PlaceLookup = _NO_PLACES) -> SessionOutput:
+        """Re-derive the dirty rep-days, then close (and drop) the days the watermark left
+        ``lateness_s`` behind."""
         updates = [u for d in sorted(self._days) if (u := self._rederive(d, places))]
-        closed = self._close()
-        return SessionOutput(updates=tuple(updates), rejected=tuple(rejected),
-                             duplicates=duplicates, closed=tuple(closed))
+        return SessionOutput(updates=tuple(updates), closed=tuple(self._close()))
+
+    def event_count(self) -> int:
+        return sum(len(st.events) for st in self._days.values())
 
     def advance_watermark(self, t: dt.datetime) -> SessionOutput:
         """Move the watermark forward from outside (e.g. the partition's event-time
@@ -165,12 +182,16 @@ class RepSessionState:
         if not st.dirty:
             return None
         st.dirty = False
+        # The version is the size of the day's event set: it grows with every new event, and a
+        # state rebuilt after a restart (from the stored events) derives the same version for
+        # the same set, so ReplacingMergeTree(version) and consumers keep the right record.
+        version = len(st.events)
         segments, summary = derive_rep_day(self.rep_id, day, self.tz, st.events.values(),
-                                           places, self.params, version=st.version + 1)
+                                           places, self.params, version=version)
         fp = _fingerprint(segments, summary)
         if fp == st.fingerprint:
             return None
-        st.version += 1
+        st.version = version
         st.fingerprint = fp
         ids = frozenset(s.segment_id for s in segments)
         retracted = tuple(sorted(st.segment_ids - ids, key=str))
@@ -179,7 +200,8 @@ class RepSessionState:
                             segments=tuple(segments), summary=summary, retracted=retracted)
 
     def _close(self) -> list[dt.date]:
-        closed = [d for d in sorted(self._days) if self.is_closed(d)]
+        closed = [d for d in sorted(self._days)
+                  if self.is_closed(d) and not self._days[d].dirty]
         for d in closed:
             del self._days[d]
         return closed

@@ -120,6 +120,83 @@ DEADLETTER_COLUMNS: list[tuple[str, str]] = [
     ("payload_b64", "Nullable(String) CODEC(ZSTD(3))"),
 ]
 
+SEGMENT_COLUMNS: list[tuple[str, str]] = [
+    ("segment_id", "UUID"),
+    ("rep_id", "LowCardinality(String)"),
+    ("local_date", "Date"),
+    ("kind", "Enum8('stop' = 1, 'visit' = 2, 'travel' = 3, 'break' = 4)"),
+    ("start", "DateTime64(3, 'UTC')"),
+    ("end", "DateTime64(3, 'UTC')"),
+    ("duration_s", "Float64"),
+    ("workday_s", "Float64"),
+    ("lon", "Nullable(Float64)"),
+    ("lat", "Nullable(Float64)"),
+    ("distance_m", "Float64"),
+    ("place_id", "Nullable(String)"),
+    ("place_kind", "LowCardinality(Nullable(String))"),
+    ("visit_id", "Nullable(String)"),
+    ("visit_source", "LowCardinality(Nullable(String))"),
+    ("verified", "Nullable(Bool)"),
+    ("place_distance_m", "Nullable(Float32)"),
+    ("submission_event_id", "Nullable(UUID)"),
+    ("inferred", "Bool"),
+    ("n_pings", "UInt32"),
+    ("version", "UInt32"),
+]
+
+REP_DAILY_COLUMNS: list[tuple[str, str]] = [
+    ("day_id", "UUID"),
+    ("rep_id", "LowCardinality(String)"),
+    ("local_date", "Date"),
+    ("tz", "LowCardinality(String)"),
+    ("workday_start", "Nullable(DateTime64(3, 'UTC'))"),
+    ("workday_end", "Nullable(DateTime64(3, 'UTC'))"),
+    ("workday_start_inferred", "Bool"),
+    ("workday_end_inferred", "Bool"),
+    ("workday_s", "Float64"),
+    ("field_s", "Float64"),
+    ("travel_s", "Float64"),
+    ("customer_s", "Float64"),
+    ("stopped_other_s", "Float64"),
+    ("unknown_s", "Float64"),
+    ("break_s", "Float64"),
+    ("office_home_s", "Float64"),
+    ("in_territory_s", "Float64"),
+    ("out_territory_s", "Float64"),
+    ("distance_m", "Float64"),
+    ("visits", "UInt16"),
+    ("verified_visits", "UInt16"),
+    ("unverified_visits", "UInt16"),
+    ("auto_visits", "UInt16"),
+    ("pings_kept", "UInt32"),
+    ("pings_dropped", "Map(LowCardinality(String), UInt32)"),
+    ("clock_offset_s", "Float32"),
+    ("events", "UInt32"),
+    ("version", "UInt32"),
+]
+
+TRANSITION_COLUMNS: list[tuple[str, str]] = [
+    ("transition_id", "UUID"),
+    ("rep_id", "LowCardinality(String)"),
+    ("local_date", "Date"),
+    ("kind", "Enum8('territory_enter' = 1, 'territory_exit' = 2, 'account_arrive' = 3, "
+             "'account_leave' = 4)"),
+    ("subject_id", "String"),
+    ("at", "DateTime64(3, 'UTC')"),
+    ("lon", "Nullable(Float64)"),
+    ("lat", "Nullable(Float64)"),
+    ("geo_version", "UInt32"),
+    ("version", "UInt32"),
+]
+
+# A rep-day's segments and transitions are written as a whole set per derivation, all rows
+# carrying the derivation's version; the views show the set whose version is the rep-day's
+# current one (rep_daily), so segments that a later derivation no longer has disappear
+# without tombstones, and a rebuilt state (same event set, same version) rewrites the same
+# rows, which the table key folds.
+_CURRENT = ("(rep_id, local_date, version) IN "
+            "(SELECT rep_id, local_date, version FROM rep_daily)")
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "events and dead letters", [
         Table(
@@ -142,6 +219,49 @@ MIGRATIONS: list[Migration] = [
             settings=DEDUP,
             comment="Input the pipeline could not use, with the reason",
         ),
+    ]),
+    Migration(2, "field sessions: rep_daily, segments, visits, transitions", [
+        Table(
+            "rep_daily_all", REP_DAILY_COLUMNS,
+            engine="ReplacingMergeTree(version)",
+            partition_by="toYYYYMM(local_date)",
+            order_by="(rep_id, local_date)",
+            comment="Every derivation of each rep-day; query rep_daily",
+        ),
+        View("rep_daily", "SELECT * FROM rep_daily_all FINAL"),
+        Table(
+            "segments_all", SEGMENT_COLUMNS,
+            engine="ReplacingMergeTree",
+            partition_by="toYYYYMM(local_date)",
+            order_by="(rep_id, local_date, version, segment_id)",
+            settings=DEDUP,
+            comment="Segments of every derivation; query segments",
+        ),
+        View("segments", f"SELECT * FROM segments_all FINAL WHERE {_CURRENT}"),
+        View("visits", """SELECT s.segment_id AS segment_id, s.rep_id AS rep_id,
+       s.local_date AS local_date, s.start AS start, s.end AS end,
+       s.duration_s AS duration_s, s.place_id AS account_id, s.visit_id AS visit_id,
+       s.visit_source AS source, s.verified AS verified,
+       s.place_distance_m AS distance_m, s.lon AS lon, s.lat AS lat,
+       s.submission_event_id AS submission_event_id,
+       e.outcome AS outcome, e.order_currency AS order_currency,
+       e.order_total AS order_total, e.tags AS tags, e.form AS form, e.notes AS notes,
+       e.photo_count AS photo_count
+FROM segments AS s
+LEFT JOIN (SELECT event_id, outcome, order_currency, order_total, tags, form, notes,
+                  photo_count
+           FROM events WHERE kind = 'visit_submission') AS e
+       ON s.submission_event_id = e.event_id
+WHERE s.kind = 'visit'"""),
+        Table(
+            "transitions_all", TRANSITION_COLUMNS,
+            engine="ReplacingMergeTree",
+            partition_by="toYYYYMM(local_date)",
+            order_by="(rep_id, local_date, version, at, transition_id)",
+            settings=DEDUP,
+            comment="Territory/account transitions of every derivation; query transitions",
+        ),
+        View("transitions", f"SELECT * FROM transitions_all FINAL WHERE {_CURRENT}"),
     ]),
 ]
 

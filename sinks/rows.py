@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from enum import Enum
+from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from schemas.derived import DeadLetter, Enrichment
 from schemas.events import CheckIn, Ping, VisitSubmission
-from sinks.migrations import DEADLETTER_COLUMNS, EVENT_COLUMNS
+from sinks.migrations import (
+    DEADLETTER_COLUMNS,
+    EVENT_COLUMNS,
+    REP_DAILY_COLUMNS,
+    SEGMENT_COLUMNS,
+    TRANSITION_COLUMNS,
+)
 
 EVENT_COLUMN_NAMES: list[str] = [n for n, _ in EVENT_COLUMNS]
 DEADLETTER_COLUMN_NAMES: list[str] = [n for n, _ in DEADLETTER_COLUMNS]
@@ -75,3 +84,75 @@ def deadletter_rows(items: Iterable[tuple[DeadLetter, int]]) -> list[tuple[objec
          idx, d.event_id, d.rep_id, d.payload, d.payload_b64)
         for d, idx in items
     ]
+
+
+SEGMENT_COLUMN_NAMES: list[str] = [n for n, _ in SEGMENT_COLUMNS]
+REP_DAILY_COLUMN_NAMES: list[str] = [n for n, _ in REP_DAILY_COLUMNS]
+TRANSITION_COLUMN_NAMES: list[str] = [n for n, _ in TRANSITION_COLUMNS]
+
+
+def model_rows(models: Iterable[BaseModel], columns: Sequence[str]) -> list[tuple[object, ...]]:
+    """Rows of records whose field names are the column names (segments, rep days,
+    transitions); enums become their values."""
+    out = []
+    for m in models:
+        d = m.__dict__
+        out.append(tuple(_plain(d.get(c)) for c in columns))
+    return out
+
+
+def _plain(v: object) -> object:
+    return v.value if isinstance(v, Enum) else v
+
+
+# -- the way back: stored rows -> wire events (session state rebuilt from the store) ------
+_PING_FIELDS = ("lat", "lon", "accuracy_m", "speed_mps", "heading_deg", "altitude_m",
+                "battery_pct", "provider", "is_mock")
+_GEO = {"territory_id": "territory_id", "region": "region",
+        "in_assigned_territory": "in_assigned_territory", "geo_account_id": "account_id",
+        "geo_account_distance_m": "account_distance_m", "geo_version": "geo_version"}
+
+
+def stored_event(row: dict[str, Any]) -> dict[str, Any]:
+    """An `events` row (column -> value) back to the enriched wire form (a dict)."""
+    ev: dict[str, Any] = {k: row[k] for k in ("event_id", "device_id", "rep_id", "kind")}
+    ev["ts"] = _utc(row["ts"])
+    ev["received_at"] = _utc(row["received_at"])
+    kind = row["kind"]
+    if kind == "ping":
+        ev.update({k: row[k] for k in _PING_FIELDS if row[k] is not None})
+    elif kind == "check_in":
+        ev["action"] = row["action"]
+        for k in ("account_id", "visit_id"):
+            if row[k] is not None:
+                ev[k] = row[k]
+        if row["lat"] is not None:
+            ev["position"] = {"lat": row["lat"], "lon": row["lon"],
+                              "accuracy_m": row["accuracy_m"]}
+    else:
+        ev.update(visit_id=row["visit_id"], account_id=row["account_id"],
+                  started_at=_utc(row["started_at"]), ended_at=_utc(row["ended_at"]),
+                  outcome=row["outcome"], notes=row["notes"], tags=list(row["tags"]),
+                  form={k: _form_back(v) for k, v in row["form"].items()})
+        if row["photos"]:
+            ev["photos"] = orjson.loads(row["photos"])
+        if row["order_currency"] is not None:
+            ev["order"] = {"currency": row["order_currency"], "total": row["order_total"],
+                           "lines": orjson.loads(row["order_lines"] or "[]")}
+    ev["geo"] = {dst: row[src] for src, dst in _GEO.items()}
+    return ev
+
+
+def _utc(v: Any) -> Any:
+    if isinstance(v, dt.datetime) and v.tzinfo is None:
+        return v.replace(tzinfo=dt.UTC)
+    return v
+
+
+def _form_back(v: str) -> Any:
+    if v[:1] in ("[", "{") or v in ("true", "false", "null") or v[:1].isdigit() or v[:1] == "-":
+        try:
+            return orjson.loads(v)
+        except orjson.JSONDecodeError:
+            return v
+    return v

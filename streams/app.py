@@ -31,7 +31,17 @@ from sinks.writer import ClickHouseWriter
 from streams.enrich import Enricher, NullEnricher, encode_enriched_batches
 from streams.geosets import GeoEnricher
 from streams.metrics import Metrics
-from streams.settings import DEADLETTER, DEVICES, ENRICHED, RAW, Settings
+from streams.sessions import SessionStage
+from streams.settings import (
+    DEADLETTER,
+    DEVICES,
+    ENRICHED,
+    RAW,
+    SEGMENTS,
+    TRANSITIONS,
+    WORKDAYS,
+    Settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +139,34 @@ class Pipeline:
         self.deadletter_topic = self.app.topic(t(DEADLETTER), key_type=bytes, value_type=bytes,
                                                key_serializer="raw", value_serializer="raw")
         self.devices_topic_name = t(DEVICES)
+        self.enriched_topic_name = t(ENRICHED)
+        self.segments_topic = self._bytes_topic(t(SEGMENTS))
+        self.workdays_topic = self._bytes_topic(t(WORKDAYS))
+        self.transitions_topic = self._bytes_topic(t(TRANSITIONS))
+        self.sessions: SessionStage | None = None
         if run_agents:
             if self.writer is None:
                 raise ValueError("a worker needs a ClickHouse client")
             self.app.agent(self.raw_topic, name="geotel.intake")(self._intake_agent)
+            if settings.worker.sessions_enabled:
+                self._add_sessions()
+
+    def _bytes_topic(self, name: str) -> Any:
+        return self.app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                              value_serializer="raw")
+
+    def _add_sessions(self) -> None:
+        w = self.settings.worker
+        stage = self.sessions = SessionStage(
+            self, self.settings.sessions, self.settings.transitions,
+            derive_interval_s=w.derive_interval_s, max_cached_events=w.max_cached_events)
+        self.app.agent(self.enriched_topic, name="geotel.sessions")(stage.run)
+        self.app.timer(max(0.5, min(w.derive_interval_s, 2.0)))(stage.tick)
+
+        @self.app.on_partitions_revoked.connect
+        async def _revoked(sender: Any, revoked: Any, **kw: Any) -> None:
+            stage.drop_partitions({tp.partition for tp in revoked
+                                   if tp.topic == self.enriched_topic_name})
 
     # -- state for /health and /metrics -----------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -160,6 +194,14 @@ class Pipeline:
         except Exception:
             assigned = []
         parts["consumer"] = {"assigned": assigned}
+        if self.sessions is not None:
+            st = self.sessions
+            parts["sessions"] = {"reps": len(st.states), "derivations": st.derivations,
+                                 "rebuilt_reps": st.rebuilt_reps,
+                                 "pending_messages": len(st.pending),
+                                 "dirty_reps": sum(1 for s in st.states.values() if s.dirty),
+                                 "cached_events": sum(s.event_count()
+                                                      for s in st.states.values())}
         return {"status": status, "components": parts}
 
     def refresh_gauges(self) -> None:

@@ -28,7 +28,10 @@ from streams.settings import (
     DEVICES,
     ENRICHED,
     RAW,
+    SEGMENTS,
     TERRITORIES,
+    TRANSITIONS,
+    WORKDAYS,
     Settings,
 )
 
@@ -140,6 +143,7 @@ def pipeline_topics(settings: Settings) -> list[NewTopic]:
         NewTopic(t(RAW), n, rf),
         NewTopic(t(ENRICHED), n, rf),
         NewTopic(t(DEADLETTER), n, rf),
+        *[NewTopic(t(name), n, rf) for name in (SEGMENTS, WORKDAYS, TRANSITIONS)],
         NewTopic(t(DEVICES), 1, rf, topic_configs={"cleanup.policy": "compact"}),
         *[NewTopic(t(name), 1, rf, topic_configs={"cleanup.policy": "compact",
                                                   "max.message.bytes": str(MAX_SET_BYTES)})

@@ -139,6 +139,7 @@ def demo(
                                seed=seed, noise="realistic",
                                truth=s.data_dir / "demo-truth.jsonl")
         stored_s = d.wait_stored(s, rep.accepted)
+        d.wait_derived(s)
         console.print(f"uploaded {rep.events_sent} events in {rep.elapsed_s:.1f}s "
                       f"({rep.accepted} accepted, {rep.duplicates} duplicates, {rep.rejected} "
                       f"rejected); all accepted events stored {stored_s:.1f}s after the last "

@@ -168,8 +168,53 @@ ORDER BY rep_id
 """
 
 
+DAILY_SQL = """
+SELECT rep_id, tz, toUnixTimestamp(workday_start) AS start, workday_start_inferred,
+       toUnixTimestamp(workday_end) AS end, workday_end_inferred,
+       round(workday_s / 3600, 2) AS workday_h,
+       round(field_s / 3600, 2) AS field_h,
+       round(travel_s / 3600, 2) AS travel_h,
+       round(customer_s / 3600, 2) AS at_customers_h,
+       round(break_s / 60) AS break_min,
+       round(distance_m / 1000, 1) AS km,
+       visits, verified_visits AS verified,
+       round(out_territory_s / 60) AS outside_territory_min
+FROM rep_daily
+WHERE local_date = '{day}'
+ORDER BY rep_id
+"""
+
+
 def figures(s: Settings, day: dt.date) -> list[tuple[str, list[dict[str, Any]]]]:
     """Per-rep tables for the demo's day."""
     end = day + dt.timedelta(days=1)
     rows = _sql(s, PER_REP_SQL.format(start=day.isoformat(), end=end.isoformat()))
-    return [(f"events per rep on {day} (UTC)", rows)]
+    daily = [_local_times(r) for r in _sql(s, DAILY_SQL.format(day=day.isoformat()))]
+    return [(f"events per rep on {day} (UTC)", rows),
+            (f"work days on {day} (local time; * = inferred, no check-in)", daily)]
+
+
+def _local_times(row: dict[str, Any]) -> dict[str, Any]:
+    # ClickHouse's toTimeZone wants a constant zone; each rep has its own.
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(row.pop("tz"))
+    for key in ("start", "end"):
+        inferred = row.pop(f"workday_{key}_inferred")
+        ts = row[key]
+        row[key] = ("-" if ts is None else
+                    dt.datetime.fromtimestamp(int(ts), tz).strftime("%H:%M")
+                    + ("*" if inferred else ""))
+    return row
+
+
+def wait_derived(s: Settings, timeout_s: float = 60) -> None:
+    """Wait until the sessions stage has nothing left to derive."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        comp = httpx.get(_base_url(s) + "/health", timeout=5).json()["components"]
+        st = comp.get("sessions")
+        if st is None or (st["dirty_reps"] == 0 and st["pending_messages"] == 0):
+            return
+        time.sleep(0.5)
+    raise DemoError(f"sessions still deriving after {timeout_s}s")

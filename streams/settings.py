@@ -23,6 +23,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from processors.config import SessionParams
+from processors.transitions import TransitionParams
+
 
 class Profile(StrEnum):
     embedded = "embedded"
@@ -109,6 +112,17 @@ class WorkerSettings(_Section):
     sink_retry_max_s: float = Field(default=10.0, gt=0, description="Longest sink backoff.")
     sink_insert_timeout_s: float = Field(default=60.0, gt=0,
                                          description="Timeout of one ClickHouse insert.")
+    sessions_enabled: bool = Field(default=True,
+                                   description="Run the sessions stage (work days, stops, "
+                                   "visits, travel, transitions) in this worker.")
+    derive_interval_s: float = Field(default=5.0, ge=0,
+                                     description="A rep-day with new events is re-derived at "
+                                     "most this often: many uploads, one derivation. Also the "
+                                     "delay before field.* records and rep_daily update.")
+    max_cached_events: int = Field(default=2_000_000, ge=10_000,
+                                   description="Events of open rep-days held in memory; past "
+                                   "it, idle reps are evicted and rebuilt from ClickHouse "
+                                   "when they upload again (bounds worker memory).")
 
 
 class QuerySettings(_Section):
@@ -145,6 +159,10 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     worker: WorkerSettings = WorkerSettings()
     query: QuerySettings = QuerySettings()
+    sessions: SessionParams = Field(default=SessionParams(),
+                                    description="Session derivation (docs/sessions.md).")
+    transitions: TransitionParams = Field(default=TransitionParams(),
+                                          description="Territory/account transitions.")
 
     @model_validator(mode="after")
     def _profile_complete(self) -> Settings:
@@ -178,3 +196,6 @@ DEADLETTER = "telemetry.deadletter"
 DEVICES = "geotel.devices"
 TERRITORIES = "geotel.territories"
 ACCOUNTS = "geotel.accounts"
+SEGMENTS = "field.segments"
+WORKDAYS = "field.workdays"
+TRANSITIONS = "field.transitions"
