@@ -1,0 +1,224 @@
+"""Benchmark: end-to-end worker throughput, Kafka -> validated, enriched rows in ClickHouse.
+
+Workload: simulated field days (realistic noise: GPS error, gaps, offline backlogs, resent
+uploads) of 250 reps over the sample world, one ``telemetry.raw`` message per upload exactly as
+the ingest endpoint writes them (key device_id, value ``{"events": [...]}`` with
+``received_at``), preloaded into a fresh embedded broker, with the sample territories and
+accounts published on their compacted topics. Then ONE ``geotel worker`` process consumes it.
+
+Timing: from the first ``/health`` poll (every 50 ms) that shows rows written to the moment
+``components.sink.rows`` covers every event (stored or dead-lettered), confirmed by the
+distinct event ids in ClickHouse. Worker start-up, group join and the first batch are excluded:
+the rows already written at the first poll are subtracted.
+
+Baselines, in the same run, on the same events:
+
+(a) ``bench/naive_app.py``: the obvious Faust agent (one event per message and iteration,
+    pydantic, shapely lookup per point, chDB inserts of 1,000 rows) -> ``baseline``/``ratio``
+    of ``e2e_events_per_s``. Timed the same way.
+(b) the read limit: aiokafka reading the same topic (all partitions, one process) and decoding
+    every message with orjson, timed from the first fetch -> ``e2e_read_limit_ratio``.
+
+    python bench/bench_e2e.py            # 300k events, median of 3; updates bench/results.json
+    python bench/bench_e2e.py --quick    # 30k events, 1 run, no results file
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    DEFAULT_RESULTS,
+    GEOTEL,
+    SAMPLE_WORLD,
+    Figure,
+    Proc,
+    Workload,
+    embedded_broker,
+    free_port,
+    info,
+    prepare_topics_and_geo,
+    produce,
+    report,
+    run_dir,
+    settings_for,
+    simulated_workload,
+    sql_scalar,
+    start_worker,
+    wait_for,
+)
+
+POLL_S = 0.05
+
+
+def time_sink(http: httpx.Client, base: str, expected: int, proc: Proc, timeout_s: float,
+              confirm: Callable[[], bool] | None = None) -> tuple[float, int, float]:
+    """Poll /health until the sink covers ``expected`` rows. Returns (seconds from the first
+    poll with rows written, rows counted in that time, seconds from the call to that poll)."""
+
+    def rows() -> int:
+        sink = http.get(base + "/health", timeout=5).json()["components"]["sink"]
+        return int(sink["rows"]) + int(sink.get("dropped", 0))
+
+    called = time.perf_counter()
+    state: dict[str, float] = {}
+
+    def started() -> bool:
+        r = rows()
+        if r > 0:
+            state["t0"], state["r0"] = time.perf_counter(), r
+            return True
+        return False
+
+    wait_for(started, 120, "first rows written", proc, interval_s=0.02)
+    wait_for(lambda: rows() >= expected, timeout_s, f"{expected} rows", proc, interval_s=POLL_S)
+    t1 = time.perf_counter()
+    if confirm is not None and not confirm():
+        # Rows of other tables counted by the sink: wait until the events themselves are in.
+        wait_for(confirm, timeout_s, "all events in ClickHouse", proc, interval_s=0.2)
+        t1 = time.perf_counter()
+    t0, r0 = state["t0"], int(state["r0"])
+    return t1 - t0, expected - r0, t0 - called
+
+
+def run_ours(wl: Workload, timeout_s: float) -> float:
+    root = run_dir("e2e-ours")
+    with embedded_broker(root) as port, httpx.Client() as http:
+        s = settings_for(root / "setup", port)
+        prepare_topics_and_geo(s)
+        load_s = produce(s.bootstrap_servers, s.topic("telemetry.raw"), wl.messages)
+        proc, base = start_worker(root, port)
+        try:
+            def confirm() -> bool:
+                n = sql_scalar(http, base, "SELECT uniqExact(event_id) FROM events_all")
+                return int(n) >= wl.distinct_valid
+
+            secs, counted, startup = time_sink(http, base, wl.events, proc, timeout_s, confirm)
+            geo = sql_scalar(http, base, "SELECT round(countIf(geo_version > 0) / count(), 4) "
+                             "FROM events_all WHERE kind = 'ping'")
+        finally:
+            proc.stop()
+    rate = counted / secs
+    info(f"ours: {counted:,} events in {secs:.2f}s = {rate:,.0f} ev/s (preload {load_s:.1f}s, "
+         f"start-up to first rows {startup:.1f}s, pings enriched with a geo version: "
+         f"{float(geo):.1%})")
+    return rate
+
+
+def run_naive(wl: Workload, timeout_s: float) -> float:
+    root = run_dir("e2e-naive")
+    msgs = wl.single_event_messages()
+    with embedded_broker(root) as port, httpx.Client() as http:
+        bootstrap = f"127.0.0.1:{port}"
+        s = settings_for(root / "setup", port)
+        from kafka.admin import NewTopic
+
+        from streams.broker import ensure_topics
+
+        ensure_topics(s, extra=[NewTopic("naive.raw", s.kafka.topic_partitions, 1)])
+        load_s = produce(bootstrap, "naive.raw", msgs)
+        web = free_port()
+        proc = Proc([*GEOTEL[:1], str(Path(__file__).with_name("naive_app.py")),
+                     "--bootstrap", bootstrap, "--topic", "naive.raw", "--web-port", str(web),
+                     "--data-dir", str(root / "naive"),
+                     "--territories", str(SAMPLE_WORLD / "territories.geojson")],
+                    env={**os.environ}, log_path=root / "naive.log")
+        try:
+            secs, counted, startup = time_sink(http, f"http://127.0.0.1:{web}", len(msgs), proc,
+                                               timeout_s)
+        finally:
+            proc.stop()
+    rate = counted / secs
+    info(f"naive: {counted:,} events in {secs:.2f}s = {rate:,.0f} ev/s (preload {load_s:.1f}s, "
+         f"start-up {startup:.1f}s)")
+    return rate
+
+
+def run_read_limit(wl: Workload) -> float:
+    """aiokafka, all partitions assigned, every message decoded; from the first fetch."""
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    root = run_dir("e2e-read")
+    with embedded_broker(root) as port:
+        s = settings_for(root / "setup", port)
+        prepare_topics_and_geo(s)
+        topic = s.topic("telemetry.raw")
+        produce(s.bootstrap_servers, topic, wl.messages)
+
+        async def read() -> float:
+            c = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None,
+                                 enable_auto_commit=False, auto_offset_reset="earliest",
+                                 fetch_max_bytes=64 * 1024 * 1024,
+                                 max_partition_fetch_bytes=8 * 1024 * 1024)
+            await c.start()
+            try:
+                tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic))]
+                c.assign(tps)
+                await c.seek_to_beginning(*tps)
+                seen = 0
+                t0 = time.perf_counter()
+                while seen < wl.events:
+                    batch = await c.getmany(timeout_ms=1000, max_records=10_000)
+                    for records in batch.values():
+                        for r in records:
+                            seen += len(orjson.loads(r.value)["events"])
+                return wl.events / (time.perf_counter() - t0)
+            finally:
+                await c.stop()
+
+        rate = asyncio.run(read())
+    info(f"read limit: {rate:,.0f} ev/s ({len(wl.messages):,} messages)")
+    return rate
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="end-to-end worker throughput vs baselines")
+    ap.add_argument("--quick", action="store_true", help="30k events, 1 run, no results file")
+    ap.add_argument("--events", type=int, default=None)
+    ap.add_argument("--naive-events", type=int, default=None,
+                    help="events for baseline (a) (slow; its rate is steady, default 100k)")
+    ap.add_argument("--runs", type=int, default=None)
+    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--results", type=Path, default=None)
+    args = ap.parse_args(argv)
+    n = args.events or (30_000 if args.quick else 300_000)
+    runs = args.runs or (1 if args.quick else 3)
+    results = args.results or (None if args.quick else DEFAULT_RESULTS)
+
+    t = time.perf_counter()
+    wl = simulated_workload(n)
+    naive_wl = simulated_workload(min(n, args.naive_events or 100_000))
+    info(f"workload: {wl.events:,} events in {len(wl.messages):,} uploads "
+         f"({wl.events / len(wl.messages):.1f} events/upload), {wl.distinct_valid:,} distinct "
+         f"valid ids, {wl.rejects:,} rejects, {wl.reps} reps ({time.perf_counter() - t:.1f}s)")
+
+    ours, naive, read = [], [], []
+    for i in range(runs):
+        ours.append(run_ours(wl, args.timeout))
+        naive.append(run_naive(naive_wl, args.timeout))
+        read.append(run_read_limit(wl))
+        info(f"run {i + 1}/{runs} done")
+    e2e = Figure("e2e_events_per_s", ours, "events/s")
+    base = Figure("e2e_naive_events_per_s", naive, "events/s")
+    lim = Figure("e2e_read_limit_events_per_s", read, "events/s")
+    e2e.baseline = base.value
+    ratio = Figure("e2e_read_limit_ratio", [o / r for o, r in zip(ours, read, strict=True)],
+                   "ratio", digits=3)
+    report([e2e, base, lim, ratio], results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Benchmark: the HTTP ingest endpoint, accepted events/s and request latency.
+
+ONE ``geotel ingest`` process (stateless endpoint: token check, per-event validation, one
+Kafka message per upload acknowledged by the broker before the 202) in front of a fresh
+embedded broker. 1,000 devices are registered through the devices topic; a closed-loop
+aiohttp load generator keeps ``--concurrency`` requests of 100 pings in flight, cycling over
+2,000 prepared bodies (ingest does no cross-request dedup, so a resent body costs what a new
+one does). Each run measures ``--seconds`` after a 1 s warm-up; figures are medians of runs.
+
+The load generator runs on the same 2 cores as the ingest process and the broker: its CPU
+use is printed (``info:``) and recorded, because it caps what the server can be shown to do.
+
+    python bench/bench_ingest.py            # 3 runs of 12 s
+    python bench/bench_ingest.py --quick    # 1 run of 3 s, no results file
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import random
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    DEFAULT_RESULTS,
+    GEOTEL,
+    Figure,
+    Proc,
+    embedded_broker,
+    free_port,
+    geotel_env,
+    info,
+    pctl,
+    report,
+    run_dir,
+    settings_for,
+    wait_for,
+)
+from loadgen import closed_loop, ping_body, proc_cpu_s, register_devices
+
+BATCH_EVENTS = 100
+
+
+def start_ingest(root: Path, kafka_port: int) -> tuple[Proc, str]:
+    web = free_port()
+    (root / "ingest").mkdir(parents=True, exist_ok=True)
+    proc = Proc([*GEOTEL, "ingest"], geotel_env(root / "ingest", kafka_port, web),
+                root / "ingest.log")
+    base = f"http://127.0.0.1:{web}"
+    with httpx.Client() as http:
+        wait_for(lambda: http.get(base + "/health", timeout=2).json()["status"] == "ok", 90,
+                 "ingest healthy", proc, interval_s=0.2)
+    return proc, base
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="ingest endpoint throughput and latency")
+    ap.add_argument("--quick", action="store_true", help="1 run of 3 s, no results file")
+    ap.add_argument("--seconds", type=float, default=None)
+    ap.add_argument("--runs", type=int, default=None)
+    ap.add_argument("--concurrency", type=int, default=48)
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--results", type=Path, default=None)
+    args = ap.parse_args(argv)
+    seconds = args.seconds or (3.0 if args.quick else 12.0)
+    runs = args.runs or (1 if args.quick else 3)
+    results = args.results or (None if args.quick else DEFAULT_RESULTS)
+
+    root = run_dir("ingest")
+    rates, p50s, p99s, gen_cpu, srv_cpu = [], [], [], [], []
+    with embedded_broker(root) as port:
+        proc, base = start_ingest(root, port)
+        try:
+            settings = settings_for(root / "setup", port)
+            devices = register_devices(settings, base, args.devices)
+            rng = random.Random(11)
+            now = dt.datetime.now(dt.UTC)
+            bodies = [(d.token, ping_body(d, BATCH_EVENTS, rng, now)[0])
+                      for _ in range(2) for d in devices]
+            info(f"{len(devices)} devices registered, {len(bodies)} bodies of {BATCH_EVENTS} "
+                 f"events ({sum(len(b) for _, b in bodies) / len(bodies) / 1024:.1f} KiB each)")
+            for i in range(runs):
+                c0, w0 = proc_cpu_s(proc.pid), time.perf_counter()
+                st = asyncio.run(closed_loop(base, bodies, args.concurrency, seconds))
+                server = (proc_cpu_s(proc.pid) - c0) / (time.perf_counter() - w0)
+                rates.append(st.accepted_per_s)
+                p50s.append(pctl(st.latencies_s, 0.50) * 1000)
+                p99s.append(pctl(st.latencies_s, 0.99) * 1000)
+                gen_cpu.append(st.cpu_s / (seconds + 1.0))
+                srv_cpu.append(server)
+                info(f"run {i + 1}/{runs}: {st.accepted_per_s:,.0f} events/s accepted, "
+                     f"{st.requests / seconds:,.0f} req/s, p50 {p50s[-1]:.1f} ms, p99 "
+                     f"{p99s[-1]:.1f} ms, status {dict(st.status)}, errors "
+                     f"{dict(st.errors) or 0}, rejected {st.rejected}; CPU: ingest process "
+                     f"{server:.0%} of a core, load generator {gen_cpu[-1]:.0%}")
+        finally:
+            proc.stop()
+    report([Figure("ingest_events_per_s", rates, "events/s"),
+            Figure("ingest_p50_ms", p50s, "ms", digits=1),
+            Figure("ingest_p99_ms", p99s, "ms", digits=1),
+            Figure("ingest_loadgen_cpu_cores", gen_cpu, "cores", digits=2),
+            Figure("ingest_server_cpu_cores", srv_cpu, "cores", digits=2)], results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
