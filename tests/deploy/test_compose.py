@@ -14,6 +14,7 @@ from tests.deploy.wiring import (
     DEPLOY,
     REGISTRY_TOPICS,
     TOPICS_SCRIPT,
+    assert_topics_like_geotel_creates,
     default_settings,
     expected_topics,
     host_port,
@@ -157,6 +158,7 @@ def test_topics_match_the_pipeline(services: dict[str, dict[str, Any]], tmp_path
     geotel = env_of(services["worker"])
     partitions = int(geotel["GEOTEL_KAFKA__TOPIC_PARTITIONS"])
     rf = int(geotel["GEOTEL_KAFKA__REPLICATION_FACTOR"])
+    assert_topics_like_geotel_creates(topics, partitions, rf)
     assert env["PARTITIONS"] == str(partitions) and env.get("PREFIX", "") == geotel.get(
         "GEOTEL_KAFKA__TOPIC_PREFIX", "")
     s = default_settings()

@@ -13,6 +13,7 @@ from tests.deploy.wiring import (
     DEPLOY,
     REGISTRY_TOPICS,
     TOPICS_SCRIPT,
+    assert_topics_like_geotel_creates,
     expected_topics,
     host_port,
     image_pinned,
@@ -185,6 +186,7 @@ def test_kafka_cluster_and_topics(docs: list[dict[str, Any]], tmp_path: Path) ->
     topics = topics_created(script, env, tmp_path)
     assert set(topics) == expected_topics()
     rf = int(cm["GEOTEL_KAFKA__REPLICATION_FACTOR"])
+    assert_topics_like_geotel_creates(topics, int(cm["GEOTEL_KAFKA__TOPIC_PARTITIONS"]), rf)
     for t in topics.values():
         assert t.replication == rf <= pool["spec"]["replicas"]
         assert int(t.configs["min.insync.replicas"]) < rf

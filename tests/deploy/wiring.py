@@ -64,6 +64,23 @@ def expected_topics() -> set[str]:
     return {t.name for t in pipeline_topics(default_settings())} | DERIVED_TOPICS
 
 
+def assert_topics_like_geotel_creates(topics: dict[str, Topic], partitions: int,
+                                      replication: int) -> None:
+    """What the deployment creates is what geotel itself would create with these settings
+    (streams/broker.py): same partitions, at least the same topic configs."""
+    s = Settings(_env_file=None, kafka={"topic_prefix": "",  # type: ignore[call-arg]
+                                        "topic_partitions": partitions,
+                                        "replication_factor": replication})
+    for spec in pipeline_topics(s):
+        got = topics[spec.name]
+        assert got.partitions == spec.num_partitions, spec.name
+        assert got.replication == spec.replication_factor, spec.name
+        want = dict(spec.topic_configs or {})
+        if "max.message.bytes" in want:  # the deployment may allow larger messages
+            assert int(got.configs["max.message.bytes"]) >= int(want.pop("max.message.bytes"))
+        assert want.items() <= got.configs.items(), spec.name
+
+
 @dataclass
 class Topic:
     name: str
