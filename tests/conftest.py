@@ -80,9 +80,10 @@ class Stack:
         return subprocess.run([*GEOTEL, *args], env=self.env, cwd=self.root, text=True,
                               capture_output=True, check=check, timeout=120)
 
-    def start(self, timeout_s: float = 60) -> None:
+    def start(self, timeout_s: float = 60, command: str = "up") -> None:
+        """``up`` runs broker + worker; ``worker`` joins a broker started by start_broker()."""
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([*GEOTEL, "up"], env=self.env, cwd=self.root,
+        self.proc = subprocess.Popen([*GEOTEL, command], env=self.env, cwd=self.root,
                                      stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.monotonic() + timeout_s
@@ -98,15 +99,53 @@ class Stack:
             time.sleep(0.3)
         raise RuntimeError(f"stack not healthy in {timeout_s}s: {self.log_path.read_text()[-3000:]}")
 
+    def start_broker(self) -> None:
+        from streams.broker import EmbeddedBroker
+
+        self.broker = EmbeddedBroker(self.kafka_port, log_path=self.root / "tansu.log")
+        self.broker.start()
+
+    def load_sample_world(self) -> int:
+        sample = ROOT / "data" / "sample"
+        self.cli("territories", "load", str(sample / "territories.geojson"))
+        self.cli("accounts", "load", str(sample / "accounts.geojson"))
+        version: list[int] = []
+
+        def loaded() -> bool:
+            v = self.health()["components"].get("geo", {}).get("version")
+            version[:] = [v] if v else []
+            return bool(v)
+
+        wait_for(loaded, 60, "the worker uses the sample territory set")
+        return version[0]
+
+    def wait_derived(self, timeout_s: float = 90) -> None:
+        def idle() -> bool:
+            st = self.health()["components"]["sessions"]
+            return st["dirty_reps"] == 0 and st["pending_messages"] == 0
+
+        wait_for(idle, timeout_s, "the sessions stage derived everything")
+
     def stop(self, sig: int = signal.SIGINT, timeout_s: float = 30) -> int:
         if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
+            code = self.proc.returncode if self.proc else 0
+            self._stop_broker()
+            return code
         os.killpg(self.proc.pid, sig)
         try:
             return self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             return self.proc.wait()
+        finally:
+            if sig != signal.SIGKILL:
+                self._stop_broker()
+
+    def _stop_broker(self) -> None:
+        broker = getattr(self, "broker", None)
+        if broker is not None:
+            broker.stop()
+            self.broker = None
 
     def health(self) -> dict[str, Any]:
         return dict(self.http.get("/health").json())
