@@ -109,8 +109,9 @@ class Pipeline:
         self.settings = settings
         # Ingest-only processes get their own group id, so they never join (and rebalance)
         # the workers' consumer group.
-        self.app = make_faust_app(settings, web_enabled=web_enabled,
-                                  app_id="geotel" if run_agents else "geotel-ingest")
+        self.app = make_faust_app(
+            settings, web_enabled=web_enabled,
+            app_id=settings.kafka.group_id if run_agents else f"{settings.kafka.group_id}-ingest")
         self.metrics = Metrics()
         # Without an explicit enricher, the worker follows the published territory and account
         # sets (streams/geosets.py); until one is published events pass unenriched.

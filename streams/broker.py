@@ -136,14 +136,18 @@ def admin_kwargs(settings: Settings) -> dict[str, object]:
     return kw
 
 
+#: Largest message on the keyed pipeline topics: an upload of ``ingest.max_body_bytes`` plus
+#: the received_at stamps must fit (Kafka's default is 1 MiB).
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
 def pipeline_topics(settings: Settings) -> list[NewTopic]:
     n, rf = settings.kafka.topic_partitions, settings.kafka.replication_factor
     t = settings.topic
+    big = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
     return [
-        NewTopic(t(RAW), n, rf),
-        NewTopic(t(ENRICHED), n, rf),
-        NewTopic(t(DEADLETTER), n, rf),
-        *[NewTopic(t(name), n, rf) for name in (SEGMENTS, WORKDAYS, TRANSITIONS)],
+        *[NewTopic(t(name), n, rf, topic_configs=dict(big))
+          for name in (RAW, ENRICHED, DEADLETTER, SEGMENTS, WORKDAYS, TRANSITIONS)],
         NewTopic(t(DEVICES), 1, rf, topic_configs={"cleanup.policy": "compact"}),
         *[NewTopic(t(name), 1, rf, topic_configs={"cleanup.policy": "compact",
                                                   "max.message.bytes": str(MAX_SET_BYTES)})

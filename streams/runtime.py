@@ -20,12 +20,17 @@ from streams.web import register_web
 log = logging.getLogger(__name__)
 
 
-def open_clickhouse(settings: Settings, *, run_migrations: bool = True) -> Client:
+def open_clickhouse(settings: Settings, *, run_migrations: bool = True,
+                    reader: bool = False) -> Client:
     c = settings.clickhouse
+    q = settings.query
+    user, password = c.user, c.password.get_secret_value()
+    if reader and q.clickhouse_user:
+        user = q.clickhouse_user
+        password = q.clickhouse_password.get_secret_value() if q.clickhouse_password else ""
     client = connect(
         url=c.url, chdb_path=settings.chdb_path if c.url is None else None,
-        database=c.database, user=c.user, password=c.password.get_secret_value(),
-        verify=c.verify_tls,
+        database=c.database, user=user, password=password, verify=c.verify_tls,
     )
     if run_migrations:
         applied = migrate(client)
@@ -95,7 +100,7 @@ def run_worker(settings: Settings, *, ingest: bool = True) -> int:
     """One worker process against the configured broker and ClickHouse."""
     ensure_topics(settings)
     client = open_clickhouse(settings)
-    reader = open_clickhouse(settings, run_migrations=False)
+    reader = open_clickhouse(settings, run_migrations=False, reader=True)
     try:
         pipeline = build_pipeline(settings, client, reader=reader, ingest=ingest)
         return run_faust(pipeline.app, settings.log_level)

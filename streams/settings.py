@@ -58,6 +58,10 @@ class KafkaSettings(_Section):
     replication_factor: int = Field(default=1, ge=1, le=7,
                                     description="Replication factor of topics geotel creates.")
     topic_prefix: str = Field(default="", description="Prefix of every topic name, e.g. `prod.`.")
+    group_id: str = Field(default="geotel", pattern=r"^[A-Za-z0-9._-]{1,100}$",
+                          description="Consumer group (Faust app id) of the workers. Another "
+                          "id replays the topics into a second ClickHouse while production "
+                          "runs.")
     rebalance_timeout_s: float = Field(
         default=4.0, gt=0, description="Consumer-group rebalance timeout. Tansu waits this long "
         "before completing a join, so it is short in the embedded profile; 60 s suits Kafka.")
@@ -130,6 +134,12 @@ class QuerySettings(_Section):
                           description="Row limit of the read-only SQL endpoint.")
     max_execution_s: float = Field(default=30.0, gt=0,
                                    description="Time limit of one query on the endpoint.")
+    clickhouse_user: str | None = Field(default=None,
+                                        description="ClickHouse user of the SQL endpoint "
+                                        "(a read-only user on a server); unset: the "
+                                        "writer's user.")
+    clickhouse_password: SecretStr | None = Field(default=None,
+                                                  description="Its password (secret).")
     token: SecretStr | None = Field(default=None,
                                     description="Bearer token the SQL endpoint requires "
                                     "(secret). Unset: the endpoint is open to whoever can reach "

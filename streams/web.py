@@ -135,7 +135,10 @@ def register_web(pipeline: Any, *, ingest: bool = True, sql: bool = True) -> Reg
     class Health(View):
         async def get(self, request: Request) -> Response:
             body = pipeline.health()
-            return self.json(body, status=200 if body["status"] != "down" else 503)
+            # 503 until the process can serve (device registry loaded), so a readiness probe
+            # or load balancer sends no uploads to a process that would refuse them.
+            ok = body["status"] in ("ok", "degraded")
+            return self.json(body, status=200 if ok else 503)
 
     @app.page("/metrics")
     class MetricsView(View):
