@@ -30,10 +30,10 @@ up: $(STAMP)
 	$(VENV)/bin/geotel up
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:warnings
+	$(PY) -m pytest -q
 
 test-quick: $(STAMP)
-	$(PY) -m pytest -q -p no:warnings -m "not integration and not slow and not browser"
+	$(PY) -m pytest -q -m "not integration and not slow and not browser"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -49,9 +49,9 @@ create geotel.devices 1 --config cleanup.policy=compact
 create geotel.territories 1 --config cleanup.policy=compact --config max.message.bytes=$SET_BYTES
 create geotel.accounts 1 --config cleanup.policy=compact --config max.message.bytes=$SET_BYTES
 # Derived records for downstream services, keyed by rep_id.
-create field.transitions "$PARTITIONS" --config retention.ms=$((7 * DAY_MS))
-create field.segments "$PARTITIONS" --config retention.ms=$((7 * DAY_MS))
-create field.workdays "$PARTITIONS" --config retention.ms=$((7 * DAY_MS))
+create field.transitions "$PARTITIONS" --config max.message.bytes=$BATCH_BYTES --config retention.ms=$((7 * DAY_MS))
+create field.segments "$PARTITIONS" --config max.message.bytes=$BATCH_BYTES --config retention.ms=$((7 * DAY_MS))
+create field.workdays "$PARTITIONS" --config max.message.bytes=$BATCH_BYTES --config retention.ms=$((7 * DAY_MS))
 
 "$KAFKA_BIN/kafka-topics.sh" --bootstrap-server "$BOOTSTRAP" ${args[@]+"${args[@]}"} --describe \
   --topics-with-overrides
