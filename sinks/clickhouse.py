@@ -37,6 +37,21 @@ def connect(
             bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {database}")
             return clickhouse_connect.get_client(dsn=dsn, database=database)
         parsed = urlparse(url)
+        if parsed.scheme == "store":
+            # `geotel store` serves the embedded chDB to several workers on one machine; it
+            # owns the database and ran the migrations. Wait a little for it to come up.
+            import time
+
+            from sinks.store_client import StoreClient
+
+            store = StoreClient(f"http://{parsed.hostname or '127.0.0.1'}:{parsed.port or 6067}",
+                                database=database)
+            deadline = time.monotonic() + 30
+            while not store.ping():
+                if time.monotonic() > deadline:
+                    raise SinkError(f"no geotel store answers at {url} (start `geotel store`)")
+                time.sleep(0.3)
+            return store  # type: ignore[return-value]
         if parsed.scheme not in ("http", "https"):
             raise SinkError(f"ClickHouse url must be http(s)://host:port, got {url!r}")
         common = dict(host=parsed.hostname, port=parsed.port or (8443 if parsed.scheme == "https"
@@ -50,3 +65,4 @@ def connect(
     except Exception as exc:  # the driver raises many types; say where we tried to go
         where = url or f"chdb:{chdb_path}"
         raise SinkError(f"cannot open ClickHouse at {where}: {exc}") from exc
+

@@ -28,7 +28,15 @@ import sys
 from collections.abc import Iterable, Sequence
 
 from sinks.exceptions import SinkError
-from sinks.migrations import MIGRATIONS, MIGRATIONS_TABLE, Migration, Table, View
+from sinks.migrations import (
+    MIGRATIONS,
+    MIGRATIONS_TABLE,
+    DbObject,
+    MaterializedView,
+    Migration,
+    Table,
+    View,
+)
 
 #: ZooKeeper/Keeper path of every replicated table; ClickHouse fills in the macros.
 REPLICA_PATH = "/clickhouse/tables/{shard}/{database}/{table}"
@@ -152,6 +160,17 @@ def view_ddl(view: View, cluster: str, database: str, names: Iterable[str]) -> s
     return f"CREATE VIEW IF NOT EXISTS {database}.{view.name} ON CLUSTER '{cluster}' AS\n{select}"
 
 
+def materialized_view_ddl(mv: MaterializedView, cluster: str, database: str) -> str:
+    """On every node, from the shard-local source into the shard-local target: inserts
+    reach the source's local table, so that is where the view must fire. The source is
+    sharded by rep_id, and the rollups group by keys a shard holds whole (rep_id) or
+    merge per key at query time through the target's Distributed table."""
+    select = re.sub(rf"\bFROM(\s+){re.escape(mv.source)}\b",
+                    lambda m: f"FROM{m[1]}{database}.{mv.source}{LOCAL_SUFFIX}", mv.select)
+    return (f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{mv.name} ON CLUSTER "
+            f"'{cluster}' TO {database}.{mv.to}{LOCAL_SUFFIX} AS\n{select}")
+
+
 def cluster_ddl(cluster: str, database: str = "geotel",
                 migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
     """Every statement that creates geotel's schema on ClickHouse cluster ``cluster``, in order.
@@ -161,7 +180,7 @@ def cluster_ddl(cluster: str, database: str = "geotel",
     """
     _check_ident("cluster", cluster)
     _check_ident("database", database)
-    objects: list[Table | View] = [MIGRATIONS_TABLE]
+    objects: list[DbObject] = [MIGRATIONS_TABLE]
     for m in sorted(migrations, key=lambda m: m.version):
         objects.extend(m.objects)
     names = [o.name for o in objects]
@@ -177,6 +196,8 @@ def cluster_ddl(cluster: str, database: str = "geotel",
         if isinstance(obj, Table):
             out.append(local_table_ddl(obj, cluster, database))
             out.append(distributed_table_ddl(obj, cluster, database))
+        elif isinstance(obj, MaterializedView):
+            out.append(materialized_view_ddl(obj, cluster, database))
         else:
             out.append(view_ddl(obj, cluster, database, names))
     return out

@@ -54,10 +54,34 @@ class View:
 
 
 @dataclass(frozen=True)
+class MaterializedView:
+    """A materialized view feeding table ``to`` from inserts into ``source``.
+
+    ``backfill`` (an INSERT ... SELECT over the source) runs once when the migration is
+    applied, so a populated store gets its history; the rollups use only aggregates that a
+    re-inserted block cannot change (max, argMax, uniqExact), so re-running it is harmless.
+    """
+
+    name: str
+    to: str
+    source: str
+    select: str
+
+    def ddl(self) -> str:
+        return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.name} TO {self.to} AS\n{self.select}"
+
+    def backfill(self) -> str:
+        return f"INSERT INTO {self.to}\n{self.select}"
+
+
+DbObject = Table | View | MaterializedView
+
+
+@dataclass(frozen=True)
 class Migration:
     version: int
     name: str
-    objects: Sequence[Table | View]
+    objects: Sequence[DbObject]
 
 
 # Re-inserting a block with the same insert_deduplication_token is a no-op only when the
@@ -197,6 +221,28 @@ TRANSITION_COLUMNS: list[tuple[str, str]] = [
 _CURRENT = ("(rep_id, local_date, version) IN "
             "(SELECT rep_id, local_date, version FROM rep_daily)")
 
+_LAST_POSITION_SELECT = """SELECT rep_id,
+       max(ts) AS last_ts,
+       argMaxState(assumeNotNull(lat), ts) AS last_lat,
+       argMaxState(assumeNotNull(lon), ts) AS last_lon,
+       argMaxState(CAST(accuracy_m, 'Nullable(Float32)'), ts) AS last_accuracy_m,
+       argMaxState(CAST(territory_id, 'Nullable(String)'), ts) AS last_territory_id
+FROM events_all
+WHERE kind = 'ping' AND lat IS NOT NULL AND NOT is_mock
+GROUP BY rep_id"""
+
+# Aliases differ from the source columns: an alias named like a column would shadow it in
+# WHERE (ClickHouse resolves aliases first).
+_TERRITORY_HOURLY_SELECT = """SELECT
+       assumeNotNull(CAST(territory_id, 'Nullable(String)')) AS territory,
+       toStartOfHour(ts) AS hour,
+       uniqExactState(CAST(rep_id, 'String')) AS active_reps,
+       uniqExactStateIf(event_id, kind = 'ping') AS pings,
+       uniqExactStateIf(event_id, kind = 'check_in' AND action = 'visit_start') AS visit_starts
+FROM events_all
+WHERE territory_id IS NOT NULL
+GROUP BY territory, hour"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "events and dead letters", [
         Table(
@@ -263,6 +309,45 @@ WHERE s.kind = 'visit'"""),
         ),
         View("transitions", f"SELECT * FROM transitions_all FINAL WHERE {_CURRENT}"),
     ]),
+    Migration(3, "rollups: rep_last_position, territory_hourly", [
+        Table(
+            "rep_last_position_agg",
+            [("rep_id", "LowCardinality(String)"),
+             ("last_ts", "SimpleAggregateFunction(max, DateTime64(3, 'UTC'))"),
+             ("last_lat", "AggregateFunction(argMax, Float64, DateTime64(3, 'UTC'))"),
+             ("last_lon", "AggregateFunction(argMax, Float64, DateTime64(3, 'UTC'))"),
+             ("last_accuracy_m",
+              "AggregateFunction(argMax, Nullable(Float32), DateTime64(3, 'UTC'))"),
+             ("last_territory_id",
+              "AggregateFunction(argMax, Nullable(String), DateTime64(3, 'UTC'))")],
+            engine="AggregatingMergeTree", order_by="rep_id",
+            comment="Latest ping per rep (idempotent aggregates); query rep_last_position",
+        ),
+        MaterializedView("rep_last_position_mv", "rep_last_position_agg", "events_all",
+                         _LAST_POSITION_SELECT),
+        View("rep_last_position", """SELECT rep_id, max(last_ts) AS ts,
+       argMaxMerge(last_lat) AS lat, argMaxMerge(last_lon) AS lon,
+       argMaxMerge(last_accuracy_m) AS accuracy_m,
+       argMaxMerge(last_territory_id) AS territory_id
+FROM rep_last_position_agg GROUP BY rep_id"""),
+        Table(
+            "territory_hourly_agg",
+            [("territory", "LowCardinality(String)"),
+             ("hour", "DateTime('UTC')"),
+             ("active_reps", "AggregateFunction(uniqExact, String)"),
+             ("pings", "AggregateFunction(uniqExact, UUID)"),
+             ("visit_starts", "AggregateFunction(uniqExact, UUID)")],
+            engine="AggregatingMergeTree", partition_by="toYYYYMM(hour)",
+            order_by="(territory, hour)",
+            comment="Per territory and hour (idempotent aggregates); query territory_hourly",
+        ),
+        MaterializedView("territory_hourly_mv", "territory_hourly_agg", "events_all",
+                         _TERRITORY_HOURLY_SELECT),
+        View("territory_hourly", """SELECT territory AS territory_id, hour,
+       uniqExactMerge(active_reps) AS active_reps, uniqExactMerge(pings) AS pings,
+       uniqExactMerge(visit_starts) AS visit_starts
+FROM territory_hourly_agg GROUP BY territory, hour"""),
+    ]),
 ]
 
 MIGRATIONS_TABLE = Table(
@@ -288,6 +373,8 @@ def migrate(client: Client, migrations: Sequence[Migration] = MIGRATIONS) -> lis
         for obj in m.objects:
             try:
                 client.command(obj.ddl())
+                if isinstance(obj, MaterializedView):
+                    client.command(obj.backfill())
             except Exception as exc:
                 raise SinkError(f"migration {m.version} ({m.name}) failed on {obj.name}: "
                                 f"{exc}") from exc

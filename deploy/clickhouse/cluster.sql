@@ -330,3 +330,87 @@ COMMENT 'Territory/account transitions of every derivation; query transitions';
 
 CREATE VIEW IF NOT EXISTS geotel.transitions ON CLUSTER 'geotel' AS
 SELECT * FROM geotel.transitions_all FINAL WHERE (rep_id, local_date, version) IN (SELECT rep_id, local_date, version FROM geotel.rep_daily);
+
+CREATE TABLE IF NOT EXISTS geotel.rep_last_position_agg_local ON CLUSTER 'geotel'
+(
+    rep_id LowCardinality(String),
+    last_ts SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+    last_lat AggregateFunction(argMax, Float64, DateTime64(3, 'UTC')),
+    last_lon AggregateFunction(argMax, Float64, DateTime64(3, 'UTC')),
+    last_accuracy_m AggregateFunction(argMax, Nullable(Float32), DateTime64(3, 'UTC')),
+    last_territory_id AggregateFunction(argMax, Nullable(String), DateTime64(3, 'UTC'))
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ORDER BY rep_id
+COMMENT 'Latest ping per rep (idempotent aggregates); query rep_last_position (replicated shard-local data)';
+
+CREATE TABLE IF NOT EXISTS geotel.rep_last_position_agg ON CLUSTER 'geotel'
+(
+    rep_id LowCardinality(String),
+    last_ts SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+    last_lat AggregateFunction(argMax, Float64, DateTime64(3, 'UTC')),
+    last_lon AggregateFunction(argMax, Float64, DateTime64(3, 'UTC')),
+    last_accuracy_m AggregateFunction(argMax, Nullable(Float32), DateTime64(3, 'UTC')),
+    last_territory_id AggregateFunction(argMax, Nullable(String), DateTime64(3, 'UTC'))
+)
+ENGINE = Distributed('geotel', 'geotel', 'rep_last_position_agg_local', cityHash64(rep_id))
+COMMENT 'Latest ping per rep (idempotent aggregates); query rep_last_position';
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS geotel.rep_last_position_mv ON CLUSTER 'geotel' TO geotel.rep_last_position_agg_local AS
+SELECT rep_id,
+       max(ts) AS last_ts,
+       argMaxState(assumeNotNull(lat), ts) AS last_lat,
+       argMaxState(assumeNotNull(lon), ts) AS last_lon,
+       argMaxState(CAST(accuracy_m, 'Nullable(Float32)'), ts) AS last_accuracy_m,
+       argMaxState(CAST(territory_id, 'Nullable(String)'), ts) AS last_territory_id
+FROM geotel.events_all_local
+WHERE kind = 'ping' AND lat IS NOT NULL AND NOT is_mock
+GROUP BY rep_id;
+
+CREATE VIEW IF NOT EXISTS geotel.rep_last_position ON CLUSTER 'geotel' AS
+SELECT rep_id, max(last_ts) AS ts,
+       argMaxMerge(last_lat) AS lat, argMaxMerge(last_lon) AS lon,
+       argMaxMerge(last_accuracy_m) AS accuracy_m,
+       argMaxMerge(last_territory_id) AS territory_id
+FROM geotel.rep_last_position_agg GROUP BY rep_id;
+
+CREATE TABLE IF NOT EXISTS geotel.territory_hourly_agg_local ON CLUSTER 'geotel'
+(
+    territory LowCardinality(String),
+    hour DateTime('UTC'),
+    active_reps AggregateFunction(uniqExact, String),
+    pings AggregateFunction(uniqExact, UUID),
+    visit_starts AggregateFunction(uniqExact, UUID)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toYYYYMM(hour)
+ORDER BY (territory, hour)
+COMMENT 'Per territory and hour (idempotent aggregates); query territory_hourly (replicated shard-local data)';
+
+CREATE TABLE IF NOT EXISTS geotel.territory_hourly_agg ON CLUSTER 'geotel'
+(
+    territory LowCardinality(String),
+    hour DateTime('UTC'),
+    active_reps AggregateFunction(uniqExact, String),
+    pings AggregateFunction(uniqExact, UUID),
+    visit_starts AggregateFunction(uniqExact, UUID)
+)
+ENGINE = Distributed('geotel', 'geotel', 'territory_hourly_agg_local', cityHash64(territory, hour))
+COMMENT 'Per territory and hour (idempotent aggregates); query territory_hourly';
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS geotel.territory_hourly_mv ON CLUSTER 'geotel' TO geotel.territory_hourly_agg_local AS
+SELECT
+       assumeNotNull(CAST(territory_id, 'Nullable(String)')) AS territory,
+       toStartOfHour(ts) AS hour,
+       uniqExactState(CAST(rep_id, 'String')) AS active_reps,
+       uniqExactStateIf(event_id, kind = 'ping') AS pings,
+       uniqExactStateIf(event_id, kind = 'check_in' AND action = 'visit_start') AS visit_starts
+FROM geotel.events_all_local
+WHERE territory_id IS NOT NULL
+GROUP BY territory, hour;
+
+CREATE VIEW IF NOT EXISTS geotel.territory_hourly ON CLUSTER 'geotel' AS
+SELECT territory AS territory_id, hour,
+       uniqExactMerge(active_reps) AS active_reps, uniqExactMerge(pings) AS pings,
+       uniqExactMerge(visit_starts) AS visit_starts
+FROM geotel.territory_hourly_agg GROUP BY territory, hour;

@@ -94,7 +94,8 @@ def test_views_read_the_distributed_tables_in_the_database() -> None:
 
 def test_single_node_and_cluster_cover_the_same_objects_in_order() -> None:
     ddl = cluster_ddl(CLUSTER)
-    created = [re.match(r"CREATE (?:TABLE|VIEW) IF NOT EXISTS geotel\.(\w+) ", s)[1]  # type: ignore[index]
+    created = [re.match(r"CREATE (?:TABLE|VIEW|MATERIALIZED VIEW) IF NOT EXISTS "
+                        r"geotel\.(\w+) ", s)[1]  # type: ignore[index]
                for s in ddl[1:]]
     public = [n for n in created if not n.endswith(LOCAL_SUFFIX)]
     assert public == [o.name for o in all_objects()]

@@ -93,3 +93,23 @@ def test_retried_batch_is_stored_once_and_events_view_folds_resends(ch: Any) -> 
     w.add_many("events_all", EVENT_COLUMN_NAMES, rows[:40], ("raw", 1), 50, 59)
     w.flush()
     assert ch.command("SELECT count() FROM events") == 100
+
+
+@pytest.mark.integration
+def test_rollups_are_safe_against_reinserted_batches(ch: Any) -> None:
+    from schemas.derived import Enrichment
+
+    migrate(ch)
+    evs = _events(50)
+    geo = Enrichment(territory_id="T01", region="R1", geo_version=1)
+    rows = [event_row(e, e.ts, geo) for e in evs]
+    w = ClickHouseWriter(ch)
+    for part in range(3):  # the same events re-inserted at other offsets (a replay)
+        w.add_many("events_all", EVENT_COLUMN_NAMES, rows, ("raw", part), 0, 49)
+        w.flush()
+    pos = ch.query("SELECT rep_id, toString(ts), territory_id FROM rep_last_position"
+                   ).result_rows
+    assert pos == [("r", "2026-11-02 08:00:49.000", "T01")]
+    hourly = ch.query("SELECT territory_id, active_reps, pings FROM territory_hourly"
+                      ).result_rows
+    assert hourly == [("T01", 1, 50)]
