@@ -65,4 +65,3 @@ def connect(
     except Exception as exc:  # the driver raises many types; say where we tried to go
         where = url or f"chdb:{chdb_path}"
         raise SinkError(f"cannot open ClickHouse at {where}: {exc}") from exc
-

@@ -116,7 +116,7 @@ class StoreClient:
 
     # -- transport ---------------------------------------------------------------------------
     def _call(self, path: str, body: bytes, ctype: str = "application/json") -> bytes:
-        req = urllib.request.Request(self.base_url + path, data=body, method="POST",
+        req = urllib.request.Request(self.base_url + path, data=body, method="POST",  # noqa: S310
                                      headers={"Content-Type": ctype})
         try:
             with self._opener.open(req, timeout=self.timeout_s) as resp:

@@ -77,6 +77,22 @@ def ingest() -> None:
     raise typer.Exit(run_ingest(s))
 
 
+@app.command()
+def store(
+    port: Annotated[int, typer.Option(envvar="GEOTEL_STORE_PORT", min=1, max=65535,
+                                      help="Port to serve on (127.0.0.1).")] = 6067,
+    host: Annotated[str, typer.Option(help="Address to bind; there is no authentication.")
+                    ] = "127.0.0.1",
+) -> None:
+    """Serve the embedded chDB (data_dir/chdb) to several workers on this machine; point
+    them at it with GEOTEL_CLICKHOUSE__URL=store://127.0.0.1:PORT."""
+    from streams.store import run_store
+
+    s = _settings()
+    _logging(s)
+    raise typer.Exit(run_store(s, host=host, port=port))
+
+
 # -- simulation and demo -------------------------------------------------------------------
 def _yesterday() -> dt.date:
     return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
