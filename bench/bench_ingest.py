@@ -37,6 +37,7 @@ from common import (
     free_port,
     geotel_env,
     info,
+    load_1m,
     pctl,
     report,
     run_dir,
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     results = args.results or (None if args.quick else DEFAULT_RESULTS)
 
     root = run_dir("ingest")
-    rates, p50s, p99s, gen_cpu, srv_cpu = [], [], [], [], []
+    rates, p50s, p99s, gen_cpu, srv_cpu, loads = [], [], [], [], [], []
     with embedded_broker(root) as port:
         proc, base = start_ingest(root, port)
         try:
@@ -95,18 +96,20 @@ def main(argv: list[str] | None = None) -> int:
                 p99s.append(pctl(st.latencies_s, 0.99) * 1000)
                 gen_cpu.append(st.cpu_s / (seconds + 1.0))
                 srv_cpu.append(server)
+                loads.append(load_1m())
                 info(f"run {i + 1}/{runs}: {st.accepted_per_s:,.0f} events/s accepted, "
                      f"{st.requests / seconds:,.0f} req/s, p50 {p50s[-1]:.1f} ms, p99 "
                      f"{p99s[-1]:.1f} ms, status {dict(st.status)}, errors "
                      f"{dict(st.errors) or 0}, rejected {st.rejected}; CPU: ingest process "
-                     f"{server:.0%} of a core, load generator {gen_cpu[-1]:.0%}")
+                     f"{server:.0%} of a core, load generator {gen_cpu[-1]:.0%}; load average "
+                     f"{loads[-1]:.1f}")
         finally:
             proc.stop()
     report([Figure("ingest_events_per_s", rates, "events/s"),
             Figure("ingest_p50_ms", p50s, "ms", digits=1),
             Figure("ingest_p99_ms", p99s, "ms", digits=1),
             Figure("ingest_loadgen_cpu_cores", gen_cpu, "cores", digits=2),
-            Figure("ingest_server_cpu_cores", srv_cpu, "cores", digits=2)], results)
+            Figure("ingest_server_cpu_cores", srv_cpu, "cores", digits=2)], results, loads)
     return 0
 
 

@@ -47,6 +47,7 @@ class Figure:
     unit: str
     baseline: float | None = None
     digits: int = 0
+    load: list[float] = field(default_factory=list)  # 1-min load average at each run
 
     @property
     def value(self) -> float:
@@ -76,7 +77,9 @@ class Figure:
         ratio = self.ratio
         return {"value": rnd(self.value), "unit": self.unit, "baseline": rnd(self.baseline),
                 "ratio": None if ratio is None else round(ratio, 3),
-                "runs": [rnd(v) for v in self.values], "median_of": len(self.values)}
+                "runs": [rnd(v) for v in self.values], "median_of": len(self.values),
+                # the machine is shared: the 1-minute load average when the runs ended
+                "load_1m": [round(x, 1) for x in self.load] or None}
 
 
 def merge_results(path: Path, figures: dict[str, dict[str, Any]]) -> None:
@@ -95,12 +98,21 @@ def merge_results(path: Path, figures: dict[str, dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def report(figures: Sequence[Figure], results: Path | None) -> None:
+def report(figures: Sequence[Figure], results: Path | None,
+           loads: Sequence[float] = ()) -> None:
+    """Print the RESULT lines and merge the figures into ``results`` (when given)."""
     for f in figures:
+        if not f.load:
+            f.load = list(loads)
         print(f.line(), flush=True)
     if results is not None and figures:
         merge_results(results, {f.name: f.record() for f in figures})
         print(f"merged {len(figures)} figures into {results.name}", flush=True)
+
+
+def load_1m() -> float:
+    """The 1-minute load average (other work on the machine skews every figure)."""
+    return os.getloadavg()[0]
 
 
 def info(msg: str) -> None:
@@ -195,16 +207,22 @@ def start_worker(root: Path, kafka_port: int, *, ingest: bool = False, name: str
     return proc, f"http://127.0.0.1:{port}"
 
 
+class ProcessExited(RuntimeError):
+    """A process the benchmark needs has exited: no point in polling on."""
+
+
 def wait_for(cond: Callable[[], bool], timeout_s: float, what: str,
              proc: Proc | None = None, interval_s: float = 0.1) -> None:
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and not proc.alive():
-            raise RuntimeError(f"{what}: process exited\n{proc.tail()}")
+            raise ProcessExited(f"{what}: process exited\n{proc.tail()}")
         try:
             if cond():
                 return
+        except ProcessExited:
+            raise
         except Exception as exc:  # not up yet: keep polling, report the last error
             last = exc
         time.sleep(interval_s)
