@@ -186,4 +186,7 @@ def register_web(pipeline: Any, *, ingest: bool = True, sql: bool = True) -> Reg
                     return self.json({"error": exc.code, "detail": str(exc)}, status=exc.status)
                 return self.bytes(body, content_type=ctype)
 
+    from streams.map import register_map
+
+    register_map(pipeline)
     return tail

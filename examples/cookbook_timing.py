@@ -1,0 +1,203 @@
+"""Time every query of docs/analysts.md on a team-sized synthetic history in chDB.
+
+Fills a fresh chDB directory with the geotel schema (sinks.migrations) and synthetic data
+shaped like the pipeline's output for ``--reps`` reps over ``--days`` days:
+
+* ``rep_daily``: one row per rep-day; ``segments``: 20 per rep-day (8 visits, 9 travel,
+  2 stops, 1 break); ``transitions``: 4 per rep-day; all of one derivation version;
+* ``events``: a visit form (visit_submission) per visit for every day, and pings every
+  60 s of a 10-hour day for the last ``--ping-days`` days (the "right now" and
+  account-territory queries read pings; older pings would be the bulk of a real store);
+* ``deadletters``: 5,000 rows.
+
+The data is generated inside ClickHouse (INSERT ... SELECT over ``numbers()``), so the fill
+takes seconds. Each query then runs once to warm up and ``--runs`` times; the median is
+printed. Run::
+
+    python examples/cookbook_timing.py                 # 1,000 reps x 90 days
+    python examples/cookbook_timing.py --markdown      # the table for docs/analysts.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "analysts.md"
+
+_BLOCK = re.compile(r"^### (.+?)\n(?:(?!^### ).)*?^```sql\n(.*?)^```", re.S | re.M)
+
+
+def cookbook(path: Path = DOC) -> list[tuple[str, str]]:
+    """(question, sql) of every ```sql block, in document order."""
+    return [(q.strip(), sql.strip()) for q, sql in _BLOCK.findall(path.read_text())]
+
+
+def _rep(r: str) -> str:
+    return f"concat('rep-', leftPad(toString({r} + 1), 4, '0'))"
+
+
+def fill_statements(reps: int, days: int, ping_days: int) -> list[str]:
+    rd = f"(SELECT number % {reps} AS r, intDiv(number, {reps}) AS d FROM numbers({reps * days}))"
+    # Per rep-day pseudo-random but repeatable figures.
+    h = "cityHash64(r, d)"
+    territory = "concat('T', leftPad(toString(r % 50 + 1), 2, '0'))"
+    account = ("concat('A', leftPad(toString((r % 50) * 40 + cityHash64(r, d, k) % 40 + 1),"
+               " 4, '0'))")
+    start = (f"toDateTime64(today() - d, 3, 'UTC') + toIntervalSecond(5 * 3600 + 1800"
+             f" + {h} % 7200)")
+    sub_id = ("toUUID(concat(leftPad(hex(toUInt32(r)), 8, '0'), '-0000-4000-8000-',"
+              " leftPad(hex(toUInt64(d * 100 + k)), 12, '0')))")
+    return [
+        f"""INSERT INTO rep_daily_all (day_id, rep_id, local_date, tz, workday_start,
+            workday_end, workday_start_inferred, workday_end_inferred, workday_s, field_s,
+            travel_s, customer_s, stopped_other_s, unknown_s, break_s, office_home_s,
+            in_territory_s, out_territory_s, distance_m, visits, verified_visits,
+            unverified_visits, auto_visits, pings_kept, pings_dropped, clock_offset_s,
+            events, version)
+        SELECT generateUUIDv4(), {_rep('r')}, today() - d, 'Europe/Berlin', ws,
+               ws + toIntervalSecond(toInt64(wd)), {h} % 10 = 0, {h} % 7 = 0, wd,
+               wd - 3600, 0.2 * wd, 0.5 * wd, 0.05 * wd, 0.02 * wd, 2400, 1200,
+               0.85 * (wd - 3600), 0.15 * (wd - 3600), 20000 + {h} % 60000, 8,
+               8 - toUInt16({h} % 3 = 0), toUInt16({h} % 3 = 0), toUInt16({h} % 4 = 0),
+               600, map('bad_accuracy', toUInt32({h} % 30), 'spike', toUInt32({h} % 5)),
+               toFloat32({h} % 40 - 20), 700, 700
+        FROM (SELECT r, d, {start} AS ws, toFloat64(7 * 3600 + {h} % 10800) AS wd FROM {rd})""",
+        f"""INSERT INTO segments_all (segment_id, rep_id, local_date, kind, start, end,
+            duration_s, workday_s, lon, lat, distance_m, place_id, place_kind, visit_id,
+            visit_source, verified, place_distance_m, submission_event_id, inferred, n_pings,
+            version)
+        SELECT generateUUIDv4(), {_rep('r')}, today() - d,
+               multiIf(k < 8, 'visit', k < 17, 'travel', k < 19, 'stop', 'break'),
+               st, st + toIntervalSecond(dur), dur, dur,
+               13.0 + (r % 50) * 0.02, 52.3 + (r % 7) * 0.05,
+               if(k >= 8 AND k < 17, 2000 + cityHash64(r, d, k) % 8000, 0),
+               if(k < 8, {account}, NULL), if(k < 8, 'customer', NULL),
+               if(k < 8, concat('v-', toString(r), '-', toString(d), '-', toString(k)), NULL),
+               if(k < 8, if(cityHash64(r, d, k) % 9 = 0, 'auto', 'check_in'), NULL),
+               if(k < 8, cityHash64(r, d, k) % 17 != 0, NULL),
+               if(k < 8, toFloat32(cityHash64(r, d, k) % 120), NULL),
+               if(k < 8, {sub_id}, NULL), false, 20, 700
+        FROM (SELECT r, d, k, {start} + toIntervalSecond(k * 1200) AS st,
+                     toFloat64(600 + cityHash64(r, d, k) % 2400) AS dur
+              FROM {rd} ARRAY JOIN range(20) AS k)""",
+        f"""INSERT INTO events_all (event_id, rep_id, device_id, kind, ts, received_at,
+            account_id, visit_id, started_at, ended_at, outcome, notes, form, tags,
+            photo_count, photos, order_currency, order_total, order_lines, geo_version)
+        SELECT {sub_id}, {_rep('r')}, concat('dev-', {_rep('r')}), 'visit_submission',
+               st + toIntervalSecond(2400), st + toIntervalSecond(2500), {account},
+               concat('v-', toString(r), '-', toString(d), '-', toString(k)),
+               st, st + toIntervalSecond(2400), oc, '', frm,
+               arrayConcat(if(frm['competitor_seen'] = '', [],
+                              [concat('competitor:', frm['competitor_seen'])]),
+                           ['need:delivery']),
+               1, '[]', if(oc = 'order_placed', 'EUR', NULL),
+               if(oc = 'order_placed', toDecimal64(cityHash64(r, d, k) % 200000 / 100, 4),
+                  NULL), '[]', 1
+        FROM (SELECT r, d, k, {start} + toIntervalSecond(k * 1200) AS st,
+                     ['order_placed', 'follow_up', 'no_decision', 'not_interested'][
+                         cityHash64(r, d, k, 'o') % 4 + 1] AS oc,
+                     if(cityHash64(r, d, k, 'c') % 2 = 0,
+                        map('competitor_seen', ['Acme', 'Globex', 'Initech'][
+                            cityHash64(r, d, k, 'c') % 3 + 1]),
+                        map()) AS frm
+              FROM {rd} ARRAY JOIN range(8) AS k)""",
+        f"""INSERT INTO events_all (event_id, rep_id, device_id, kind, ts, received_at, lat,
+            lon, accuracy_m, speed_mps, provider, is_mock, territory_id, region,
+            in_assigned_territory, geo_account_id, geo_account_distance_m, geo_version)
+        SELECT generateUUIDv4(), {_rep('r')}, concat('dev-', {_rep('r')}), 'ping', ts,
+               ts + toIntervalSecond(30), 52.3 + (r % 7) * 0.05 + (k % 97) * 0.0001,
+               13.0 + (r % 50) * 0.02 + (k % 89) * 0.0001, 10, 8, 'gps', false,
+               if(k % 10 = 0, concat('T', leftPad(toString((r + 1) % 50 + 1), 2, '0')),
+                  {territory}),
+               'R1', k % 10 != 0,
+               if(k % 3 = 0, {account}, NULL), if(k % 3 = 0, 20, NULL), 1
+        FROM (SELECT r, d, k, toDateTime64(today() - d, 3, 'UTC')
+                                + toIntervalSecond(6 * 3600 + k * 60) AS ts
+              FROM (SELECT number % {reps} AS r, intDiv(number, {reps}) AS d
+                    FROM numbers({reps * ping_days}))
+              ARRAY JOIN range(600) AS k)""",
+        f"""INSERT INTO transitions_all (transition_id, rep_id, local_date, kind, subject_id,
+            at, lon, lat, geo_version, version)
+        SELECT generateUUIDv4(), {_rep('r')}, today() - d,
+               ['territory_enter', 'territory_exit', 'territory_enter', 'account_arrive'][k + 1],
+               if(k = 2, concat('T', leftPad(toString((r + 1) % 50 + 1), 2, '0')),
+                  if(k = 3, {account}, {territory})),
+               {start} + toIntervalSecond(k * 3000), 13.0, 52.5, 1, 700
+        FROM {rd} ARRAY JOIN range(4) AS k""",
+        """INSERT INTO deadletters (at, reason, detail, source_topic, source_partition,
+            source_offset, item_index, event_id, rep_id, payload)
+        SELECT now64(3) - toIntervalSecond(number * 97 % 600000),
+               ['invalid', 'too_late', 'undecodable', 'in_future'][number % 4 + 1],
+               'synthetic', 'telemetry.raw', number % 4, number, 0, NULL,
+               concat('rep-', leftPad(toString(number % 1000 + 1), 4, '0')), '{}'
+        FROM numbers(5000)""",
+    ]
+
+
+def run(reps: int, days: int, ping_days: int, runs: int, directory: Path
+        ) -> tuple[dict[str, int], list[tuple[str, float, int]]]:
+    from sinks.clickhouse import connect
+    from sinks.migrations import migrate
+
+    client = connect(url=None, chdb_path=directory, database="geotel")
+    migrate(client)
+    if int(client.command("SELECT count() FROM rep_daily_all")) == 0:
+        for stmt in fill_statements(reps, days, ping_days):
+            client.command(stmt, settings={"async_insert": 0})
+    sizes = {t: int(client.command(f"SELECT count() FROM {t}"))
+             for t in ("rep_daily", "segments", "visits", "transitions", "events",
+                       "deadletters")}
+    results: list[tuple[str, float, int]] = []
+    for question, sql in cookbook():
+        client.query(sql)  # warm-up
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            res = client.query(sql)
+            times.append(time.perf_counter() - t0)
+        results.append((question, statistics.median(times) * 1000, len(res.result_rows)))
+    client.close()
+    return sizes, results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=1000)
+    ap.add_argument("--days", type=int, default=90)
+    ap.add_argument("--ping-days", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--target-ms", type=float, default=100.0)
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    ap.add_argument("--dir", type=Path, default=None,
+                    help="keep the chDB directory here (filled once, reused by later runs)")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    if args.dir is not None:
+        sizes, results = run(args.reps, args.days, args.ping_days, args.runs, args.dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="cookbook-") as tmp:
+            sizes, results = run(args.reps, args.days, args.ping_days, args.runs, Path(tmp))
+    total = time.perf_counter() - t0
+    print("rows: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
+    width = max(len(q) for q, _, _ in results)
+    if args.markdown:
+        print("\n| question | median ms | rows |\n| --- | ---: | ---: |")
+    for q, ms, n in results:
+        if args.markdown:
+            print(f"| {q} | {ms:.0f} | {n} |")
+        else:
+            flag = "" if ms <= args.target_ms else f"  (over {args.target_ms:.0f} ms)"
+            print(f"{q:<{width}}  {ms:8.1f} ms  {n:6d} rows{flag}")
+    slow = sum(1 for _, ms, _ in results if ms > args.target_ms)
+    print(f"\n{len(results)} queries, {slow} over {args.target_ms:.0f} ms; "
+          f"fill + runs took {total:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

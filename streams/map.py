@@ -1,0 +1,431 @@
+"""Live team map: ``GET /map`` (a self-contained page) and ``GET /v1/map.json`` (its data).
+
+The data is read from ClickHouse, not from this worker's session state: a worker holds only
+the reps of its own partitions, the store holds everyone. Per rep: the latest usable fix
+(position, territory, account geofence), the latest check-ins, the ongoing visit segment and
+the rep-day's figures; from these :func:`rep_status` decides ``visiting``, ``travelling``,
+``stopped`` or ``off_duty``. Territories come from the GeoIndex in use, as GeoJSON, with the
+number of reps in each right now.
+
+``at`` (ISO 8601) shows the map as of another time, e.g. to replay yesterday; the default is
+now. The page bundles everything it needs (plain JavaScript drawing SVG, no tiles, no CDN)
+and refreshes itself every few seconds. Responses are cached for ``cache_s`` so many open
+pages cost one set of queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import math
+import time
+from collections import Counter
+from contextlib import nullcontext
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import shapely
+from shapely.geometry import mapping
+
+STATUSES = ("visiting", "travelling", "stopped", "off_duty")
+
+
+@dataclass(frozen=True)
+class MapParams:
+    window_s: float = 36 * 3600.0  # how far back a rep's data is looked for (last position)
+    stale_s: float = 1200.0  # no usable fix for this long: off duty
+    motion_window_s: float = 180.0  # fixes this close to the last one measure movement
+    moving_m: float = 150.0  # moved this far within the motion window: travelling
+    moving_speed_mps: float = 4.0  # or the last fix reports at least this speed
+    open_visit_max_s: float = 3 * 3600.0  # a visit_start without its end counts this long
+    visit_slack_s: float = 180.0  # a visit segment ending this close to the last fix is ongoing
+    cache_s: float = 2.0
+    simplify_deg: float = 0.0001  # territory outlines for drawing (about 10 m)
+
+
+# -- the status of one rep (pure) ---------------------------------------------------------
+@dataclass(frozen=True)
+class RepFacts:
+    """What the store says about one rep at time ``at`` (times are aware UTC)."""
+
+    fix_ts: dt.datetime | None = None
+    speed_mps: float | None = None
+    moved_m: float = 0.0
+    day_action: str | None = None  # latest of workday_start / workday_end
+    day_action_ts: dt.datetime | None = None
+    visit_action: str | None = None  # latest of visit_start / visit_end
+    visit_action_ts: dt.datetime | None = None
+    break_action: str | None = None  # latest of break_start / break_end
+    visit_segment_end: dt.datetime | None = None  # end of a visit segment overlapping `at`
+    workday_start: dt.datetime | None = None  # of the local day of `at` (rep_daily)
+    workday_end: dt.datetime | None = None
+    workday_end_inferred: bool = True
+
+
+def rep_status(facts: RepFacts, at: dt.datetime, p: MapParams = MapParams()) -> str:
+    """``visiting``, ``travelling``, ``stopped`` or ``off_duty`` at ``at``.
+
+    Off duty: no usable fix for ``stale_s``, or the day was checked out (``workday_end``
+    check-in, or a checked-in end in rep_daily), or before the day's start. Otherwise
+    travelling when the fixes show movement (``moving_m`` within ``motion_window_s``, or a
+    fast last fix), visiting during an open visit check-in or a visit segment that reaches
+    the last fix, stopped else (breaks included).
+
+    >>> t = dt.datetime(2026, 11, 2, 10, tzinfo=dt.UTC)
+    >>> rep_status(RepFacts(fix_ts=t - dt.timedelta(minutes=1), moved_m=900.0), t)
+    'travelling'
+    >>> rep_status(RepFacts(fix_ts=t - dt.timedelta(hours=2)), t)
+    'off_duty'
+    """
+    if facts.fix_ts is None or (at - facts.fix_ts).total_seconds() > p.stale_s:
+        return "off_duty"
+    if facts.day_action == "workday_end":
+        return "off_duty"
+    if facts.workday_start is not None and at < facts.workday_start:
+        return "off_duty"
+    if (facts.workday_end is not None and not facts.workday_end_inferred
+            and at >= facts.workday_end):
+        return "off_duty"
+    moving = facts.moved_m >= p.moving_m or (facts.speed_mps or 0.0) >= p.moving_speed_mps
+    if (facts.visit_action == "visit_start" and facts.visit_action_ts is not None
+            and (at - facts.visit_action_ts).total_seconds() <= p.open_visit_max_s
+            and not (moving and facts.fix_ts > facts.visit_action_ts
+                     + dt.timedelta(seconds=p.motion_window_s))):
+        # Checked in at a customer: moving soon after is the arrival still in the motion
+        # window; moving long after means the rep left without checking out.
+        return "visiting"
+    if moving:
+        return "travelling"
+    if (facts.visit_segment_end is not None
+            and (facts.fix_ts - facts.visit_segment_end).total_seconds() <= p.visit_slack_s):
+        return "visiting"
+    return "stopped"
+
+
+def _haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = (math.sin((p2 - p1) / 2) ** 2
+         + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
+    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(a)))
+
+
+# -- queries ------------------------------------------------------------------------------
+# max/argMax ignore duplicates of an event, so these read the tables without FINAL.
+FIXES_SQL = """
+SELECT rep_id, max(ts) AS last_ts,
+       argMax(lon, ts) AS last_lon, argMax(lat, ts) AS last_lat,
+       argMax(speed_mps, ts) AS last_speed, argMax(territory_id, ts) AS last_territory,
+       argMax(in_assigned_territory, ts) AS last_in_assigned,
+       argMax(geo_account_id, ts) AS last_account,
+       groupArrayIf((toUnixTimestamp64Milli(ts), lon, lat),
+                    ts > {at} - INTERVAL {motion} SECOND) AS recent
+FROM events_all
+WHERE kind = 'ping' AND NOT is_mock AND lat IS NOT NULL AND lon IS NOT NULL
+  AND ifNull(accuracy_m, 0) <= 100
+  AND ts > {at} - INTERVAL {window} SECOND AND ts <= {at}
+GROUP BY rep_id
+"""
+
+CHECKINS_SQL = """
+SELECT rep_id,
+       argMaxIf(action, ts, action IN ('workday_start', 'workday_end')) AS day_action,
+       maxIf(ts, action IN ('workday_start', 'workday_end')) AS day_ts,
+       argMaxIf(action, ts, action IN ('visit_start', 'visit_end')) AS visit_action,
+       maxIf(ts, action IN ('visit_start', 'visit_end')) AS visit_ts,
+       argMaxIf(action, ts, action IN ('break_start', 'break_end')) AS break_action,
+       countIf(action IN ('workday_start', 'workday_end')) AS n_day,
+       countIf(action IN ('visit_start', 'visit_end')) AS n_visit
+FROM events_all
+WHERE kind = 'check_in' AND ts > {at} - INTERVAL {window} SECOND AND ts <= {at}
+GROUP BY rep_id
+"""
+
+DAYS_SQL = """
+SELECT rep_id, local_date, tz, field_s, visits, verified_visits, distance_m,
+       workday_start, workday_end, workday_end_inferred
+FROM rep_daily
+WHERE local_date >= toDate({at}) - 1 AND local_date <= toDate({at}) + 1
+"""
+
+VISIT_SEGMENTS_SQL = """
+SELECT rep_id, max(end) AS seg_end, argMax(place_id, end) AS seg_account
+FROM segments
+WHERE kind = 'visit' AND local_date >= toDate({at}) - 1 AND local_date <= toDate({at}) + 1
+  AND start <= {at} AND end >= {at} - INTERVAL {window} SECOND
+GROUP BY rep_id
+"""
+
+
+def _sql_time(t: dt.datetime) -> str:
+    return "toDateTime64('" + t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] \
+        + "', 3, 'UTC')"
+
+
+def _aware(v: Any) -> dt.datetime | None:
+    if v is None:
+        return None
+    if isinstance(v, dt.datetime):
+        return v if v.tzinfo else v.replace(tzinfo=dt.UTC)
+    return None
+
+
+def query_store(reader: Any, lock: Any, at: dt.datetime, p: MapParams
+                ) -> dict[str, list[dict[str, Any]]]:
+    """Run the four map queries (in a worker thread); rows as dicts, per query."""
+    a = _sql_time(at)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, sql in (("fixes", FIXES_SQL.format(at=a, motion=int(p.motion_window_s),
+                                                 window=int(p.window_s))),
+                      ("checkins", CHECKINS_SQL.format(at=a, window=int(p.window_s))),
+                      ("days", DAYS_SQL.format(at=a)),
+                      ("visits", VISIT_SEGMENTS_SQL.format(at=a, window=int(p.stale_s)))):
+        with lock or nullcontext():
+            res = reader.query(sql)
+        out[name] = [dict(zip(res.column_names, row, strict=True)) for row in res.result_rows]
+    return out
+
+
+# -- assembling the snapshot ------------------------------------------------------------
+def _local_date(t: dt.datetime, tz: str) -> dt.date:
+    try:
+        return t.astimezone(ZoneInfo(tz)).date()
+    except Exception:
+        return t.astimezone(dt.UTC).date()
+
+
+def _rep_tz(index: Any, rep: str) -> str:
+    if index is None:
+        return "UTC"
+    try:
+        return str(index.rep_profile(rep).tz)
+    except Exception:
+        return "UTC"
+
+
+def build_reps(rows: dict[str, list[dict[str, Any]]], at: dt.datetime, index: Any,
+               p: MapParams = MapParams()) -> list[dict[str, Any]]:
+    """One entry per rep seen in the window, with its status."""
+    fixes = {r["rep_id"]: r for r in rows["fixes"]}
+    checks = {r["rep_id"]: r for r in rows["checkins"]}
+    visits = {r["rep_id"]: r for r in rows["visits"]}
+    days: dict[str, list[dict[str, Any]]] = {}
+    for r in rows["days"]:
+        days.setdefault(r["rep_id"], []).append(r)
+    reps = sorted(set(fixes) | set(checks) | {r for r, ds in days.items()
+                                              if any(_today(d, at) for d in ds)})
+    out = []
+    for rep in reps:
+        f, c, v = fixes.get(rep), checks.get(rep), visits.get(rep)
+        tz = next((d["tz"] for d in days.get(rep, [])), None) or _rep_tz(index, rep)
+        day = next((d for d in days.get(rep, []) if _today(d, at)), None)
+        fix_ts = _aware(f["last_ts"]) if f else None
+        moved = 0.0
+        if f and fix_ts is not None:
+            last_ms = fix_ts.timestamp() * 1000
+            for ms, lon, lat in f["recent"] or []:
+                if last_ms - ms <= p.motion_window_s * 1000:
+                    moved = max(moved, _haversine_m(f["last_lon"], f["last_lat"], lon, lat))
+        day_ts = _aware(c["day_ts"]) if c and c["n_day"] else None
+        day_action = c["day_action"] if day_ts and _local_date(day_ts, tz) == _local_date(
+            at, tz) else None
+        facts = RepFacts(
+            fix_ts=fix_ts, speed_mps=f["last_speed"] if f else None, moved_m=moved,
+            day_action=day_action, day_action_ts=day_ts,
+            visit_action=c["visit_action"] if c and c["n_visit"] else None,
+            visit_action_ts=_aware(c["visit_ts"]) if c and c["n_visit"] else None,
+            break_action=(c["break_action"] or None) if c else None,
+            visit_segment_end=_aware(v["seg_end"]) if v else None,
+            workday_start=_aware(day["workday_start"]) if day else None,
+            workday_end=_aware(day["workday_end"]) if day else None,
+            workday_end_inferred=bool(day["workday_end_inferred"]) if day else True,
+        )
+        status = rep_status(facts, at, p)
+        out.append({
+            "rep_id": rep,
+            "status": status,
+            "lon": f["last_lon"] if f else None,
+            "lat": f["last_lat"] if f else None,
+            "last_fix_at": fix_ts.isoformat() if fix_ts else None,
+            "last_fix_age_s": round((at - fix_ts).total_seconds()) if fix_ts else None,
+            "territory_id": f["last_territory"] if f else None,
+            "in_assigned_territory": f["last_in_assigned"] if f else None,
+            "account_id": (v["seg_account"] if v and status == "visiting" else None)
+            or (f["last_account"] if f else None),
+            "tz": tz,
+            "field_minutes": round(day["field_s"] / 60) if day else 0,
+            "visits_today": int(day["verified_visits"]) if day else 0,
+            "km_today": round(day["distance_m"] / 1000, 1) if day else 0.0,
+            "workday_start": _aware(day["workday_start"]).isoformat()  # type: ignore[union-attr]
+            if day and day["workday_start"] else None,
+        })
+    return out
+
+
+def _today(day: dict[str, Any], at: dt.datetime) -> bool:
+    return bool(day["local_date"] == _local_date(at, day["tz"]))
+
+
+def _round(obj: Any, nd: int = 5) -> Any:
+    if isinstance(obj, float):
+        return round(obj, nd)
+    if isinstance(obj, list | tuple):
+        return [_round(o, nd) for o in obj]
+    return obj
+
+
+def territories_geojson(index: Any, p: MapParams = MapParams()) -> dict[str, Any]:
+    """The index's territories as a FeatureCollection (simplified for drawing)."""
+    if index is None:
+        return {"type": "FeatureCollection", "features": []}
+    assigned: Counter[str] = Counter()
+    for rep in index.rep_ids():
+        for t in index.rep_profile(rep).territory_ids:
+            assigned[t] += 1
+    polys = shapely.simplify(index.polygons, p.simplify_deg, preserve_topology=True)
+    feats = []
+    for i, poly in enumerate(polys):
+        tid = str(index.territory_ids[i])
+        geom = mapping(poly)
+        feats.append({"type": "Feature", "id": tid,
+                      "properties": {"territory_id": tid, "name": index.names[i],
+                                     "region": index.regions[i],
+                                     "assigned_reps": assigned[tid]},
+                      "geometry": {"type": geom["type"],
+                                   "coordinates": _round(geom["coordinates"])}})
+    return {"type": "FeatureCollection", "features": feats}
+
+
+def snapshot(reps: list[dict[str, Any]], territories: dict[str, Any] | None, at: dt.datetime,
+             geo_version: int, bbox: list[float] | None) -> dict[str, Any]:
+    by_status = Counter({s: 0 for s in STATUSES})
+    by_territory: Counter[str] = Counter()
+    per_terr_status: dict[str, Counter[str]] = {}
+    for r in reps:
+        by_status[r["status"]] += 1
+        if r["status"] != "off_duty" and r["territory_id"]:
+            by_territory[r["territory_id"]] += 1
+            per_terr_status.setdefault(r["territory_id"], Counter())[r["status"]] += 1
+    if territories is not None:
+        territories = {"type": "FeatureCollection", "features": [
+            {**f, "properties": {**f["properties"], "reps_now": by_territory[f["id"]],
+                                 "reps_by_status": dict(per_terr_status.get(f["id"], {}))}}
+            for f in territories["features"]]}
+    return {"at": at.isoformat(), "geo_version": geo_version, "bbox": bbox,
+            "counts": {"status": dict(by_status), "territory": dict(by_territory),
+                       "reps": len(reps)},
+            "reps": reps, "territories": territories}
+
+
+# -- web views ------------------------------------------------------------------------------
+def _static(name: str) -> bytes:
+    return resources.files("streams.static").joinpath(name).read_bytes()
+
+
+def parse_at(value: str | None) -> dt.datetime | None:
+    """``at`` query parameter: ISO 8601 (naive means UTC) or empty/"now" for now."""
+    if not value or value == "now":
+        return None
+    t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+class MapService:
+    """Builds (and briefly caches) the map data of one worker."""
+
+    def __init__(self, pipeline: Any, params: MapParams = MapParams()) -> None:
+        self.p = pipeline
+        self.params = params
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._geo: tuple[int, dict[str, Any], list[float] | None] | None = None
+        self._lock = asyncio.Lock()
+
+    def _index(self) -> Any:
+        return getattr(self.p.enricher, "index", None)
+
+    def _territories(self) -> tuple[int, dict[str, Any], list[float] | None]:
+        index = self._index()
+        version = int(index.version) if index is not None else 0
+        if self._geo is None or self._geo[0] != version:
+            bbox = ([round(float(v), 5) for v in shapely.total_bounds(index.polygons)]
+                    if index is not None else None)
+            self._geo = (version, territories_geojson(index, self.params), bbox)
+        return self._geo
+
+    async def data(self, at: dt.datetime | None, with_territories: bool) -> dict[str, Any]:
+        key = f"{at.isoformat() if at else 'now'}|{with_territories}"
+        async with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and time.monotonic() - hit[0] < self.params.cache_s:
+                return hit[1]
+            when = at or dt.datetime.now(dt.UTC)
+            loop = asyncio.get_running_loop()
+            lock = self.p.writer.lock if self.p.writer is not None else None
+            rows = await loop.run_in_executor(self.p.query_executor, query_store,
+                                              self.p.reader, lock, when, self.params)
+            version, geo, bbox = self._territories()
+            reps = build_reps(rows, when, self._index(), self.params)
+            if bbox is None:
+                pts = [(r["lon"], r["lat"]) for r in reps if r["lon"] is not None]
+                if pts:
+                    xs, ys = zip(*pts, strict=True)
+                    bbox = [min(xs), min(ys), max(xs), max(ys)]
+            body = snapshot(reps, geo if with_territories else None, when, version, bbox)
+            self._cache = {k: v for k, v in self._cache.items()
+                           if time.monotonic() - v[0] < self.params.cache_s}
+            self._cache[key] = (time.monotonic(), body)
+            return body
+
+
+def register_map(pipeline: Any) -> MapService | None:
+    """Add /map, its assets and /v1/map.json to the worker's web server (workers only: the
+    data comes from the store through the read-only client)."""
+    if getattr(pipeline, "reader", None) is None:
+        return None
+    from faust.web import Request, Response, View
+
+    app = pipeline.app
+    service = MapService(pipeline)
+    pipeline.map_service = service
+    assets = {"map.js": "application/javascript", "map.css": "text/css"}
+
+    @app.page("/map")
+    class MapPage(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(_static("map.html"), content_type="text/html")
+
+    @app.page("/map/{name}")
+    class MapAsset(View):
+        async def get(self, request: Request, name: str) -> Response:
+            if name not in assets:
+                return self.json({"error": "not_found"}, status=404)
+            return self.bytes(_static(name), content_type=assets[name])
+
+    token = pipeline.settings.query.token
+
+    @app.page("/v1/map.json")
+    class MapData(View):
+        async def get(self, request: Request) -> Response:
+            query: Any = getattr(request, "query", {})
+            if token is not None:  # rep positions are as private as the SQL endpoint
+                req: Any = request
+                got = ((req.headers.get("Authorization") or "")[7:].strip()
+                       or query.get("token", ""))
+                if not hmac.compare_digest(got.encode(), token.get_secret_value().encode()):
+                    return self.json({"error": "unauthorized"}, status=401)
+            try:
+                at = parse_at(query.get("at"))
+            except ValueError:
+                return self.json({"error": "bad_request",
+                                  "detail": "at must be an ISO 8601 time"}, status=400)
+            with_geo = query.get("territories", "1") != "0"
+            try:
+                body = await service.data(at, with_geo)
+            except Exception as exc:  # the store is down: say so, the page keeps polling
+                return self.json({"error": "unavailable", "detail": str(exc)[:500]},
+                                 status=503)
+            return self.json(body)
+
+    return service

@@ -1,0 +1,1 @@
+"""Static files of the web views (the live team map); a package so they ship with it."""
