@@ -114,16 +114,20 @@ def validate_items(
             out.rejects.append(Reject(i, "invalid", _first_error(exc), item,
                                       _ident(item, "event_id"), _ident(item, "rep_id")))
             continue
-        except (ValueError, TypeError, RecursionError) as exc:  # pathological input
+        except (ValueError, TypeError, RecursionError, OverflowError) as exc:  # pathological
             out.rejects.append(Reject(i, "invalid", f"{type(exc).__name__}: {exc}"[:300], item))
             continue
         rcv = stamp or ev.received_at or received_at
-        if ev.ts > rcv + ahead:
+        try:
+            too_new, too_old = ev.ts > rcv + ahead, ev.ts < rcv - age
+        except OverflowError:  # rcv +- the limits leaves the datetime range
+            too_new = too_old = False
+        if too_new:
             out.rejects.append(Reject(i, "in_future", f"ts {ev.ts.isoformat()} is more than "
                                       f"{limits.max_clock_ahead_s:.0f}s after received_at "
                                       f"{rcv.isoformat()}", item, str(ev.event_id), ev.rep_id))
             continue
-        if ev.ts < rcv - age:
+        if too_old:
             out.rejects.append(Reject(i, "too_old", f"ts {ev.ts.isoformat()} is more than "
                                       f"{limits.max_event_age_s:.0f}s before received_at "
                                       f"{rcv.isoformat()}", item, str(ev.event_id), ev.rep_id))

@@ -50,7 +50,18 @@ AccuracyM = Annotated[float, Field(ge=0.0, le=100_000.0, allow_inf_nan=False)]
 
 
 def _to_utc(value: dt.datetime) -> dt.datetime:
-    return value.astimezone(dt.UTC)
+    try:
+        utc = value.astimezone(dt.UTC)
+    except OverflowError as exc:  # year 1 or 9999 with an offset
+        raise ValueError("time is out of the representable range") from exc
+    # The store keeps DateTime64 (1900-2299); nothing a phone sends is outside 1970-2200.
+    if not MIN_TIME <= utc <= MAX_TIME:
+        raise ValueError(f"time must be between {MIN_TIME.year} and {MAX_TIME.year}")
+    return utc
+
+
+MIN_TIME = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MAX_TIME = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
 
 
 #: A time-zone-aware instant, normalised to UTC (the offset the phone sent is not kept: the

@@ -169,6 +169,13 @@ class Pipeline:
             stage.drop_partitions({tp.partition for tp in revoked
                                    if tp.topic == self.enriched_topic_name})
 
+    async def geo_ready(self) -> None:
+        """Wait until the territory/account sets published so far are loaded."""
+        tail = getattr(self, "geo_tail", None)
+        if tail is not None and not tail.ready.is_set():
+            log.info("waiting for the territory and account sets to load")
+            await tail.ready.wait()
+
     # -- state for /health and /metrics -----------------------------------------------------
     def health(self) -> dict[str, Any]:
         parts: dict[str, Any] = {}
@@ -182,7 +189,10 @@ class Pipeline:
                 status = "degraded"
         geo_tail = getattr(self, "geo_tail", None)
         if geo_tail is not None:
-            parts["geo"] = {"version": geo_tail.loaded_version, "last_error": geo_tail.last_error}
+            parts["geo"] = {"version": geo_tail.loaded_version, "ready": geo_tail.ready.is_set(),
+                            "last_error": geo_tail.last_error}
+            if not geo_tail.ready.is_set():
+                status = "starting" if status == "ok" else status
         tail = getattr(self, "registry_tail", None)
         if tail is not None:
             parts["devices"] = {"status": "ok" if tail.caught_up else "loading",
@@ -213,6 +223,7 @@ class Pipeline:
     async def _intake_agent(self, stream: faust.StreamT) -> None:
         cfg = self.settings.worker
         async for events in stream.noack_take(cfg.batch_max_messages, cfg.batch_within_s):
+            await self.geo_ready()
             await self.process_raw_batch(events)  # type: ignore[arg-type]
             for ev in events:
                 await stream.ack(ev)  # type: ignore[arg-type]

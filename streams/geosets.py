@@ -129,6 +129,10 @@ class GeoSetTail:
         self.sets: dict[str, tuple[int, bytes]] = {}
         self.loaded_version = 0
         self.last_error: str | None = None
+        # Set once the sets published before this worker started are loaded (or there are
+        # none): the agents wait for it, so a restarted worker never enriches or derives
+        # with no index (no territories, no homes, UTC days) while the sets are loading.
+        self.ready = asyncio.Event()
 
     async def run(self) -> None:
         from streams.web import make_consumer
@@ -145,11 +149,13 @@ class GeoSetTail:
                     parts = consumer.partitions_for_topic(t) or set()
                     tps.extend(TopicPartition(t, p) for p in parts)
                 if not tps:
+                    self.ready.set()  # nothing can have been published
                     await asyncio.sleep(1.0)
                     await consumer.stop()
                     continue
                 consumer.assign(tps)
                 await consumer.seek_to_beginning(*tps)
+                end = await consumer.end_offsets(tps)
                 while True:
                     batch = await consumer.getmany(timeout_ms=500)
                     changed = False
@@ -179,6 +185,10 @@ class GeoSetTail:
                             self.last_error = None
                             self.pipeline.metrics.index_version.set(index.version)
                             log.info("geo index version %s in use", index.version)
+                    if not self.ready.is_set():
+                        pos = [await consumer.position(tp) for tp in tps]
+                        if all(p >= end[tp] for p, tp in zip(pos, tps, strict=True)):
+                            self.ready.set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

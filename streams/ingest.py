@@ -143,6 +143,7 @@ class IngestHandler:
                                  "status": "rejected", "reason": rj.reason,
                                  "detail": rj.detail}
         accepted: list[int] = []
+        bodies: list[bytes] = []
         seen: set[str] = set()
         for ev, i in zip(res.events, res.indexes, strict=True):
             eid = str(ev.event_id)
@@ -159,11 +160,12 @@ class IngestHandler:
                 continue
             seen.add(eid)
             accepted.append(i)
+            # The validated event, not the raw item: unknown fields are dropped here (they
+            # could be nested beyond what a JSON encoder accepts), times are UTC.
+            bodies.append(ev.model_dump_json().encode())
             results[i] = {"index": i, "event_id": eid, "status": "accepted"}
         if accepted:
-            stamp = received_at.isoformat()
-            payload = orjson.dumps({"events": [{**items[i], "received_at": stamp}
-                                               for i in accepted]})
+            payload = b'{"events":[' + b",".join(bodies) + b"]}"
             try:
                 fut = await asyncio.wait_for(self.produce(ident.device_id.encode(), payload),
                                              self.produce_timeout_s)

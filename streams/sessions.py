@@ -134,6 +134,7 @@ class SessionStage:
         self.stream = stream
         cfg = self.p.settings.worker
         async for events in stream.noack_take(cfg.batch_max_messages, cfg.batch_within_s):
+            await self.p.geo_ready()
             async with self.lock:
                 await self.add_batch(events)
                 await self.derive_due(force=False)

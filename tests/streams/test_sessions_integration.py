@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -113,6 +114,21 @@ def test_work_days_from_simulated_reps_match_a_batch_recomputation(tmp_path: Pat
         for (rep, _), got in stored.items():
             true_visits = len(truth[rep]["visits"])
             assert abs(int(got["visits"]) - true_visits) <= 1, (rep, got["visits"], true_visits)
+        # An event older than the rep's watermark minus the lateness is not silently
+        # dropped: it is dead-lettered as too_late and leaves the rep-day unchanged.
+        dev, rep = sim.devices[0]
+        wm = dt.datetime.fromisoformat(str(stack.scalar(
+            f"SELECT toString(max(ts)) FROM events WHERE rep_id = '{rep}'")).replace(" ", "T")
+            + "+00:00")
+        late = {"event_id": str(uuid.uuid4()), "device_id": dev, "rep_id": rep,
+                "kind": "ping", "ts": (wm - dt.timedelta(hours=40)).isoformat(),
+                "lat": 52.5, "lon": 13.4, "accuracy_m": 5.0}
+        assert stack.post(tokens[dev], [late]).json()["accepted"] == 1
+        wait_for(lambda: int(stack.scalar(
+            f"SELECT count() FROM deadletters WHERE reason = 'too_late' "
+            f"AND event_id = '{late['event_id']}'")) == 1, 60, "too_late dead letter")
+        stack.wait_derived()
+        assert _stored_daily(stack) == stored
     finally:
         stack.stop()
 
@@ -181,7 +197,11 @@ def test_sigkilled_worker_rebuilds_sessions_and_figures_match(tmp_path: Path) ->
         assert set(stored) == set(expected)
         for key, exp in expected.items():
             for f in FIGURES[:-1]:
-                assert _close(stored[key][f], exp[f]), (key, f, stored[key][f], exp[f])
+                assert _close(stored[key][f], exp[f]), (key, f, stored[key][f], exp[f],
+                                                        "stored version",
+                                                        stored[key]["version"], "events",
+                                                        exp["events"],
+                                                        stack.health()["components"])
     finally:
         if "ingest" in locals():
             os.killpg(ingest.pid, signal.SIGINT)
