@@ -79,8 +79,9 @@ def ingest() -> None:
 
 @app.command()
 def store(
-    port: Annotated[int, typer.Option(envvar="GEOTEL_STORE_PORT", min=1, max=65535,
-                                      help="Port to serve on (127.0.0.1).")] = 6067,
+    port: Annotated[int | None, typer.Option(min=1, max=65535,
+                                             help="Port to serve on; default "
+                                             "GEOTEL_CLICKHOUSE__STORE_PORT (6067).")] = None,
     host: Annotated[str, typer.Option(help="Address to bind; there is no authentication.")
                     ] = "127.0.0.1",
 ) -> None:
@@ -90,7 +91,7 @@ def store(
 
     s = _settings()
     _logging(s)
-    raise typer.Exit(run_store(s, host=host, port=port))
+    raise typer.Exit(run_store(s, host=host, port=port or s.clickhouse.store_port))
 
 
 # -- simulation and demo -------------------------------------------------------------------

@@ -98,6 +98,7 @@ def run_faust(app: faust.App, loglevel: str) -> int:
 
 def run_worker(settings: Settings, *, ingest: bool = True) -> int:
     """One worker process against the configured broker and ClickHouse."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
     client = open_clickhouse(settings)
     reader = open_clickhouse(settings, run_migrations=False, reader=True)
@@ -112,6 +113,7 @@ def run_worker(settings: Settings, *, ingest: bool = True) -> int:
 def run_ingest(settings: Settings) -> int:
     """An ingest-only process: stateless HTTP endpoint, no agents, no ClickHouse. Run any
     number behind a load balancer; they share the device registry through its topic."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
     pipeline = build_pipeline(settings, None, run_agents=False, ingest=True)
     return run_faust(pipeline.app, settings.log_level)

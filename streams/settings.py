@@ -85,6 +85,9 @@ class ClickHouseSettings(_Section):
     database: str = Field(default="geotel", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                           description="Database holding geotel's tables.")
     verify_tls: bool = Field(default=True, description="Verify the server certificate on https.")
+    store_port: int = Field(default=6067, ge=1, le=65535,
+                            description="Port of `geotel store` (several workers sharing the "
+                            "embedded chDB: GEOTEL_CLICKHOUSE__URL=store://127.0.0.1:PORT).")
     fault_file: Path | None = Field(
         default=None, description="Outage drill: while this file exists, every ClickHouse "
         "insert of the worker fails (as if the server were down). Unset in production.")
