@@ -1,0 +1,22 @@
+"""One stack per package: 8 simulated reps yesterday, three of them in the field now."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.analysts.fielddata import FieldData, populate
+from tests.conftest import Stack
+
+LIVE = {0: "visiting", 1: "travelling", 2: "stopped"}
+
+
+@pytest.fixture(scope="package")
+def mapstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, FieldData]]:
+    stack = Stack(tmp_path_factory.mktemp("map"))
+    stack.start()
+    try:
+        yield stack, populate(stack, reps=8, days=1, seed=3, live=LIVE)
+    finally:
+        stack.stop()
