@@ -229,8 +229,8 @@ def build_reps(rows: dict[str, list[dict[str, Any]]], at: dt.datetime, index: An
                 if last_ms - ms <= p.motion_window_s * 1000:
                     moved = max(moved, _haversine_m(f["last_lon"], f["last_lat"], lon, lat))
         day_ts = _aware(c["day_ts"]) if c and c["n_day"] else None
-        day_action = c["day_action"] if day_ts and _local_date(day_ts, tz) == _local_date(
-            at, tz) else None
+        day_action = (c["day_action"] if c and day_ts
+                      and _local_date(day_ts, tz) == _local_date(at, tz) else None)
         facts = RepFacts(
             fix_ts=fix_ts, speed_mps=f["last_speed"] if f else None, moved_m=moved,
             day_action=day_action, day_action_ts=day_ts,
