@@ -23,6 +23,7 @@ import httpx
 import orjson
 
 from streams.broker import EmbeddedBroker, ensure_topics
+from streams.devices import issue
 from streams.runtime import journal, publish_devices
 from streams.settings import Settings
 from tests.conftest import GEOTEL, ROOT, free_port, wait_for
@@ -182,6 +183,19 @@ class SplitStack:
         token = self.cli("devices", "add", "--rep", rep_id, "--device", device_id).stdout.strip()
         wait_for(lambda: self.tokens_loaded() > before, 20, "the device reaches ingest")
         return token
+
+    def add_devices(self, pairs: list[tuple[str, str]]) -> dict[str, str]:
+        """Register many devices at once (as ``geotel devices add`` does, without a process
+        per device): journal, then the devices topic. Returns device_id -> token."""
+        before = self.tokens_loaded()
+        now = dt.datetime.now(dt.UTC)
+        issued = [issue(d, r, now) for d, r in pairs]
+        recs = [rec for _, rec in issued]
+        journal(self.settings).append(recs)
+        publish_devices(self.settings, recs)
+        wait_for(lambda: self.tokens_loaded() >= before + len(recs), 30,
+                 "the devices reach ingest")
+        return {rec.device_id: tok for tok, rec in issued}
 
     def post(self, token: str, events: list[dict[str, Any]], **kw: Any) -> httpx.Response:
         return self.ingest_http.post("/v1/events", content=orjson.dumps({"events": events}),
