@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv demo up test test-quick lint bench accuracy schemas docs clean
+.PHONY: help venv browser demo up test test-quick lint security bench accuracy schemas docs clean
 
 help:
 	@echo "make demo      - install, start the pipeline with simulated reps (~1 min), print per-rep figures"
@@ -23,13 +23,21 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The live-map test drives headless Chromium (Debian packages; nothing is downloaded by a
+# test tool). Installed when missing and we may (root with apt); otherwise say how.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	    else echo "the map test needs Chromium: sudo apt-get install chromium chromium-driver" >&2; exit 1; fi; }
+
 demo: $(STAMP)
 	$(VENV)/bin/geotel demo
 
 up: $(STAMP)
 	$(VENV)/bin/geotel up
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 test-quick: $(STAMP)
@@ -38,6 +46,9 @@ test-quick: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy schemas processors sinks streams geo simulator
+
+security: $(STAMP)
+	bash .ci/security.sh
 
 bench: $(STAMP)
 	$(PY) bench/run.py

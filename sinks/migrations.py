@@ -130,6 +130,10 @@ EVENT_COLUMNS: list[tuple[str, str]] = [
     ("geo_version", "UInt32"),
 ]
 
+#: Computed on insert, not sent by writers (hence not in EVENT_COLUMNS); hidden from SELECT *.
+DEDUP_VERSION = ("dedup_ver",
+                 "UInt64 MATERIALIZED 4102444800000 - toUnixTimestamp64Milli(received_at)")
+
 DEADLETTER_COLUMNS: list[tuple[str, str]] = [
     ("at", "DateTime64(3, 'UTC')"),
     ("reason", "LowCardinality(String)"),
@@ -246,10 +250,12 @@ GROUP BY territory, hour"""
 MIGRATIONS: list[Migration] = [
     Migration(1, "events and dead letters", [
         Table(
-            "events_all", EVENT_COLUMNS,
+            "events_all", [*EVENT_COLUMNS, DEDUP_VERSION],
             # Duplicates of one event share (rep_id, ts, event_id): a resend is the same event,
-            # so ReplacingMergeTree folds them; the `events` view reads with FINAL.
-            engine="ReplacingMergeTree",
+            # so ReplacingMergeTree folds them; the `events` view reads with FINAL. The copy
+            # kept is the first received (largest dedup_ver), the same rule the session
+            # state applies, so a state rebuilt from this table equals the one it replaces.
+            engine="ReplacingMergeTree(dedup_ver)",
             partition_by="toYYYYMM(ts)",
             order_by="(rep_id, toDate(ts), ts, event_id)",
             settings=DEDUP,
@@ -266,7 +272,7 @@ MIGRATIONS: list[Migration] = [
             comment="Input the pipeline could not use, with the reason",
         ),
     ]),
-    Migration(2, "field sessions: rep_daily, segments, visits, transitions", [
+    Migration(2, "field sessions: rep_daily, segments, visit_forms, visits, transitions", [
         Table(
             "rep_daily_all", REP_DAILY_COLUMNS,
             engine="ReplacingMergeTree(version)",
@@ -284,6 +290,27 @@ MIGRATIONS: list[Migration] = [
             comment="Segments of every derivation; query segments",
         ),
         View("segments", f"SELECT * FROM segments_all FINAL WHERE {_CURRENT}"),
+        Table(
+            "visit_forms", [
+                ("event_id", "UUID"), ("rep_id", "LowCardinality(String)"),
+                ("account_id", "String"), ("visit_id", "String"),
+                ("started_at", "DateTime64(3, 'UTC')"), ("ended_at", "DateTime64(3, 'UTC')"),
+                ("outcome", "LowCardinality(String)"),
+                ("order_currency", "LowCardinality(Nullable(String))"),
+                ("order_total", "Nullable(Decimal(18, 4))"),
+                ("tags", "Array(LowCardinality(String))"),
+                ("form", "Map(LowCardinality(String), String)"),
+                ("notes", "String CODEC(ZSTD(3))"), ("photo_count", "UInt16")],
+            engine="ReplacingMergeTree", partition_by="toYYYYMM(started_at)",
+            order_by="(rep_id, event_id)",
+            comment="Visit submissions only (a resend folds by event id)",
+        ),
+        MaterializedView("visit_forms_mv", "visit_forms", "events_all", """SELECT event_id, rep_id,
+       assumeNotNull(account_id) AS account_id, assumeNotNull(visit_id) AS visit_id,
+       assumeNotNull(started_at) AS started_at, assumeNotNull(ended_at) AS ended_at,
+       assumeNotNull(outcome) AS outcome, order_currency, order_total, tags, form, notes,
+       photo_count
+FROM events_all WHERE kind = 'visit_submission'"""),
         View("visits", """SELECT s.segment_id AS segment_id, s.rep_id AS rep_id,
        s.local_date AS local_date, s.start AS start, s.end AS end,
        s.duration_s AS duration_s, s.place_id AS account_id, s.visit_id AS visit_id,
@@ -296,7 +323,7 @@ MIGRATIONS: list[Migration] = [
 FROM segments AS s
 LEFT JOIN (SELECT event_id, outcome, order_currency, order_total, tags, form, notes,
                   photo_count
-           FROM events WHERE kind = 'visit_submission') AS e
+           FROM visit_forms FINAL) AS e
        ON s.submission_event_id = e.event_id
 WHERE s.kind = 'visit'"""),
         Table(

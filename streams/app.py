@@ -151,6 +151,31 @@ class Pipeline:
             self.app.agent(self.raw_topic, name="geotel.intake")(self._intake_agent)
             if settings.worker.sessions_enabled:
                 self._add_sessions()
+            self.app.timer(5.0)(self._update_lag)
+
+    async def _update_lag(self) -> None:
+        """Consumer lag per assigned partition: log end offset minus committed offset
+        (Faust commits the next offset to read)."""
+        consumer = self.app.consumer
+        tps = list(consumer.assignment())
+        if not tps:
+            return
+        try:
+            ends = await consumer.highwaters(*tps)
+        except Exception as exc:  # the broker may be away; lag is best effort
+            log.debug("cannot read end offsets: %r", exc)
+            return
+        committed = getattr(consumer, "_committed_offset", {})
+        read = getattr(consumer, "_read_offset", {})
+        gauge = self.metrics.consumer_lag
+        for tp in tps:
+            done = committed.get(tp)
+            if done is None:
+                r = read.get(tp)
+                done = r + 1 if r is not None else 0
+            end = ends.get(tp)
+            if end is not None:
+                gauge.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, end - done))
 
     def _bytes_topic(self, name: str) -> Any:
         return self.app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
@@ -272,6 +297,9 @@ class Pipeline:
         if sends:
             await asyncio.gather(*sends)
         self.metrics.events_out.labels(topic=self.enriched_topic.get_topic_name()).inc(len(valid))
+        if dead:
+            self.metrics.events_out.labels(
+                topic=self.deadletter_topic.get_topic_name()).inc(len(dead))
         started = loop.time()
         await loop.run_in_executor(self.ch_executor, self.writer.flush)
         self.metrics.sink_batch_seconds.observe(loop.time() - started)

@@ -394,6 +394,96 @@ def config_show() -> None:
     typer.echo(_settings().model_dump_json(indent=2))
 
 
+# -- reps: export and erase everything stored about a rep ----------------------------------
+reps_app = typer.Typer(no_args_is_help=True, help="Export or erase everything stored about a "
+                       "rep (docs/privacy.md).")
+app.add_typer(reps_app, name="reps")
+
+
+def _device_records(s: Settings) -> list:  # type: ignore[type-arg]
+    from streams.runtime import journal
+
+    if s.profile is Profile.embedded:
+        return journal(s).read()
+    from kafka import KafkaConsumer
+
+    from streams.broker import admin_kwargs
+    from streams.devices import decode
+    from streams.settings import DEVICES
+
+    consumer = KafkaConsumer(s.topic(DEVICES), auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=3000,
+                             **admin_kwargs(s))  # type: ignore[arg-type]
+    recs = [decode(m.value) for m in consumer if m.value]
+    consumer.close()
+    return recs
+
+
+@reps_app.command("export")
+def reps_export(
+    rep: Annotated[str, typer.Argument(help="Rep id.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                                                help="Write to a file instead of stdout.")
+                      ] = None,
+) -> None:
+    """Write every stored row of a rep (all tables, and its devices) as JSON lines."""
+    from streams.reps import ServiceOrStore, export_rep, rep_devices
+
+    s = _settings()
+    runner = ServiceOrStore(s)
+    out = output.open("wb") if output is not None else sys.stdout.buffer
+    try:
+        counts = export_rep(runner, rep, out, page_rows=min(s.query.max_rows, 50_000),
+                            devices=rep_devices(_device_records(s), rep))
+        where = "the store (service stopped)" if runner.direct else "the running service"
+    except GeotelError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        runner.close()
+        if output is not None:
+            out.close()
+    typer.echo(f"exported {sum(counts.values())} rows of {rep} from {where}: "
+               + ", ".join(f"{t} {n}" for t, n in counts.items()), err=True)
+
+
+@reps_app.command("erase")
+def reps_erase(
+    rep: Annotated[str, typer.Argument(help="Rep id.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: erasing cannot be undone.")
+                   ] = False,
+) -> None:
+    """Revoke a rep's device tokens and delete every row of the rep from ClickHouse."""
+    from streams.reps import check_rep_id, erase_direct, erase_through_service, revocations
+
+    s = _settings()
+    if not yes:
+        typer.secho(f"this deletes everything stored about {rep} and cannot be undone: "
+                    "pass --yes", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        check_rep_id(rep)
+        revoked = revocations(_device_records(s), rep)
+        if revoked:  # first, so the rep's phones cannot upload what is being erased
+            _publish(s, revoked)
+        removed = None
+        if s.clickhouse.url is None:  # embedded chDB: owned by the service while it runs
+            removed = erase_through_service(s, rep)
+        via = "through the running service"
+        if removed is None:
+            removed = erase_direct(s, rep)
+            via = "directly"
+    except GeotelError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"revoked {len(revoked)} device token(s) of {rep}")
+    typer.echo(f"erased {rep} from ClickHouse ({via}):")
+    for table, n in removed.items():
+        unit = "(territory, hour) rows recomputed" if table == "territory_hourly_agg" else "rows"
+        typer.echo(f"  {table}: {n} {unit}")
+    typer.echo("Kafka topics keep the rep's records until their retention (docs/privacy.md).")
+
+
 def main() -> None:
     try:
         app()

@@ -151,6 +151,8 @@ class SessionStage:
         origin: dict[Any, Any] = {}  # event_id -> source message, for dead letters
         dead: list[tuple[DeadLetter, int]] = []
         now = dt.datetime.now(dt.UTC)
+        if events:
+            self.p.metrics.events_in.labels(topic=events[0].message.topic).inc(len(events))
         for event in events:
             msg = event.message
             reps: set[str] = set()
@@ -224,7 +226,11 @@ class SessionStage:
             w.add_batch("transitions_all", TRANSITION_COLUMN_NAMES,
                         model_rows(transitions, TRANSITION_COLUMN_NAMES), {})
         loop = asyncio.get_running_loop()
+        started = loop.time()
+        rows = w.pending_rows
         await loop.run_in_executor(self.p.ch_executor, w.flush)
+        self.p.metrics.sink_batch_seconds.observe(loop.time() - started)
+        self.p.metrics.sink_batch_rows.observe(rows)
         sends = []
         by_day: dict[tuple[str, dt.date], list[Any]] = {}
         for t in transitions:
@@ -244,7 +250,9 @@ class SessionStage:
                                                            for t in trs]}
             sends.append(await self.p.transitions_topic.send(key=key, value=orjson.dumps(tbody)))
         await asyncio.gather(*sends)
-        self.p.metrics.events_out.labels(topic="field.workdays").inc(len(updates))
+        out = self.p.metrics.events_out
+        for topic in (self.p.workdays_topic, self.p.segments_topic, self.p.transitions_topic):
+            out.labels(topic=topic.get_topic_name()).inc(len(updates))
 
     async def _ack_clean(self) -> None:
         keep: list[tuple[Any, set[str]]] = []
@@ -337,3 +345,5 @@ class SessionStage:
             key=d.rep_id.encode() if d.rep_id else None, value=d.model_dump_json().encode())
             for d, _ in dead]
         await asyncio.gather(*sends)
+        self.p.metrics.events_out.labels(
+            topic=self.p.deadletter_topic.get_topic_name()).inc(len(dead))

@@ -57,9 +57,10 @@ CREATE TABLE IF NOT EXISTS geotel.events_all_local ON CLUSTER 'geotel'
     in_assigned_territory Nullable(Bool),
     geo_account_id Nullable(String),
     geo_account_distance_m Nullable(Float32),
-    geo_version UInt32
+    geo_version UInt32,
+    dedup_ver UInt64 MATERIALIZED 4102444800000 - toUnixTimestamp64Milli(received_at)
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', dedup_ver)
 PARTITION BY toYYYYMM(ts)
 ORDER BY (rep_id, toDate(ts), ts, event_id)
 COMMENT 'Every accepted event; may hold not-yet-merged duplicates: query events (replicated shard-local data)';
@@ -100,7 +101,8 @@ CREATE TABLE IF NOT EXISTS geotel.events_all ON CLUSTER 'geotel'
     in_assigned_territory Nullable(Bool),
     geo_account_id Nullable(String),
     geo_account_distance_m Nullable(Float32),
-    geo_version UInt32
+    geo_version UInt32,
+    dedup_ver UInt64 MATERIALIZED 4102444800000 - toUnixTimestamp64Milli(received_at)
 )
 ENGINE = Distributed('geotel', 'geotel', 'events_all_local', cityHash64(rep_id))
 COMMENT 'Every accepted event; may hold not-yet-merged duplicates: query events';
@@ -277,6 +279,54 @@ COMMENT 'Segments of every derivation; query segments';
 CREATE VIEW IF NOT EXISTS geotel.segments ON CLUSTER 'geotel' AS
 SELECT * FROM geotel.segments_all FINAL WHERE (rep_id, local_date, version) IN (SELECT rep_id, local_date, version FROM geotel.rep_daily);
 
+CREATE TABLE IF NOT EXISTS geotel.visit_forms_local ON CLUSTER 'geotel'
+(
+    event_id UUID,
+    rep_id LowCardinality(String),
+    account_id String,
+    visit_id String,
+    started_at DateTime64(3, 'UTC'),
+    ended_at DateTime64(3, 'UTC'),
+    outcome LowCardinality(String),
+    order_currency LowCardinality(Nullable(String)),
+    order_total Nullable(Decimal(18, 4)),
+    tags Array(LowCardinality(String)),
+    form Map(LowCardinality(String), String),
+    notes String CODEC(ZSTD(3)),
+    photo_count UInt16
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toYYYYMM(started_at)
+ORDER BY (rep_id, event_id)
+COMMENT 'Visit submissions only (a resend folds by event id) (replicated shard-local data)';
+
+CREATE TABLE IF NOT EXISTS geotel.visit_forms ON CLUSTER 'geotel'
+(
+    event_id UUID,
+    rep_id LowCardinality(String),
+    account_id String,
+    visit_id String,
+    started_at DateTime64(3, 'UTC'),
+    ended_at DateTime64(3, 'UTC'),
+    outcome LowCardinality(String),
+    order_currency LowCardinality(Nullable(String)),
+    order_total Nullable(Decimal(18, 4)),
+    tags Array(LowCardinality(String)),
+    form Map(LowCardinality(String), String),
+    notes String CODEC(ZSTD(3)),
+    photo_count UInt16
+)
+ENGINE = Distributed('geotel', 'geotel', 'visit_forms_local', cityHash64(rep_id))
+COMMENT 'Visit submissions only (a resend folds by event id)';
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS geotel.visit_forms_mv ON CLUSTER 'geotel' TO geotel.visit_forms_local AS
+SELECT event_id, rep_id,
+       assumeNotNull(account_id) AS account_id, assumeNotNull(visit_id) AS visit_id,
+       assumeNotNull(started_at) AS started_at, assumeNotNull(ended_at) AS ended_at,
+       assumeNotNull(outcome) AS outcome, order_currency, order_total, tags, form, notes,
+       photo_count
+FROM geotel.events_all_local WHERE kind = 'visit_submission';
+
 CREATE VIEW IF NOT EXISTS geotel.visits ON CLUSTER 'geotel' AS
 SELECT s.segment_id AS segment_id, s.rep_id AS rep_id,
        s.local_date AS local_date, s.start AS start, s.end AS end,
@@ -290,7 +340,7 @@ SELECT s.segment_id AS segment_id, s.rep_id AS rep_id,
 FROM geotel.segments AS s
 LEFT JOIN (SELECT event_id, outcome, order_currency, order_total, tags, form, notes,
                   photo_count
-           FROM geotel.events WHERE kind = 'visit_submission') AS e
+           FROM geotel.visit_forms FINAL) AS e
        ON s.submission_event_id = e.event_id
 WHERE s.kind = 'visit';
 

@@ -113,3 +113,17 @@ def test_rollups_are_safe_against_reinserted_batches(ch: Any) -> None:
     hourly = ch.query("SELECT territory_id, active_reps, pings FROM territory_hourly"
                       ).result_rows
     assert hourly == [("T01", 1, 50)]
+
+
+@pytest.mark.integration
+def test_events_view_keeps_the_first_received_copy(ch: Any) -> None:
+    migrate(ch)
+    ev = _events(1)[0]
+    first, later = ev.ts + dt.timedelta(seconds=5), ev.ts + dt.timedelta(hours=2)
+    w = ClickHouseWriter(ch)
+    w.add_many("events_all", EVENT_COLUMN_NAMES, [event_row(ev, later)], ("raw", 0), 9, 9)
+    w.flush()
+    w.add_many("events_all", EVENT_COLUMN_NAMES, [event_row(ev, first)], ("raw", 0), 3, 3)
+    w.flush()
+    got = ch.query("SELECT received_at FROM events").result_rows
+    assert [r[0].replace(tzinfo=dt.UTC) for r in got] == [first]

@@ -129,6 +129,22 @@ def test_work_days_from_simulated_reps_match_a_batch_recomputation(tmp_path: Pat
             f"AND event_id = '{late['event_id']}'")) == 1, 60, "too_late dead letter")
         stack.wait_derived()
         assert _stored_daily(stack) == stored
+        # Prometheus: events in and out per topic, dead letters by reason, sink batches,
+        # index version and consumer lag (caught up: 0 on every partition).
+        metrics = stack.http.get("/metrics").text
+
+        def value(name: str) -> float:
+            line = next(ln for ln in metrics.splitlines() if ln.startswith(name + " ")
+                        or (ln.startswith(name + "{") and "} " in ln))
+            return float(line.rsplit(" ", 1)[1])
+
+        assert value('geotel_events_in_total{topic="telemetry.enriched"}') > 0
+        assert value('geotel_events_out_total{topic="field.workdays"}') >= 4
+        assert value('geotel_deadletters_total{reason="too_late"}') == 1
+        assert value("geotel_sink_batch_rows_count") > 0
+        assert value("geotel_geo_index_version") == version
+        wait_for(lambda: "geotel_consumer_lag{" in stack.http.get("/metrics").text, 15,
+                 "consumer lag is reported")
     finally:
         stack.stop()
 
