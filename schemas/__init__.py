@@ -30,10 +30,11 @@ SCHEMA_TYPES: dict[str, Any] = {
 }
 
 
-def json_schemas() -> dict[str, dict[str, Any]]:
-    """JSON Schema (draft 2020-12) of every public record, by file stem."""
+def json_schemas(extra: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """JSON Schema (draft 2020-12) of every public record, by file stem; ``extra`` adds the
+    topic envelopes defined outside this package."""
     out: dict[str, dict[str, Any]] = {}
-    for name, tp in SCHEMA_TYPES.items():
+    for name, tp in {**SCHEMA_TYPES, **(extra or {})}.items():
         schema = TypeAdapter(tp).json_schema(mode="validation")
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"https://geotel.dev/schemas/{name}.json"

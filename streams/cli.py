@@ -313,9 +313,10 @@ def accounts_load(path: Annotated[Path, typer.Argument(exists=True, dir_okay=Fal
 # -- schemas ------------------------------------------------------------------------------
 def render_schemas() -> dict[str, str]:
     from schemas import json_schemas
+    from streams.contracts import TOPIC_TYPES
 
     return {f"{name}.json": json.dumps(schema, indent=2, sort_keys=True) + "\n"
-            for name, schema in json_schemas().items()}
+            for name, schema in json_schemas(TOPIC_TYPES).items()}
 
 
 @schemas_app.command("export")
