@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         msgs, n = synthetic_reps(args.reps, per_rep, per_upload=5)
         info(f"rss: {args.reps:,} reps x {per_rep} pings = {n:,} events in {len(msgs):,} "
              "uploads")
-        _, hwm = drain(1, n, msgs, n, "rss", 60.0 if args.quick else 150.0, settle_s=7.0)
+        _, hwm = drain(1, n, msgs, n, "rss", 60.0 if args.quick else 150.0,
+                       settle_s=2.0 if args.quick else 7.0)
         figures.append(Figure(f"worker_rss_mb_{args.reps // 1000}k_reps", hwm, "MiB",
                               load=[load_1m()]))
 
