@@ -46,12 +46,13 @@ EXPORT_TABLES: tuple[tuple[str, str], ...] = (
     ("rep_daily_all", "local_date, version"),
     ("segments_all", "local_date, version, start, segment_id"),
     ("transitions_all", "local_date, version, at, transition_id"),
+    ("visit_forms", "started_at, event_id"),
     ("rep_last_position", "ts"),
 )
 
 #: Tables with a ``rep_id`` column that erase deletes from.
 ERASE_TABLES: tuple[str, ...] = ("events_all", "deadletters", "rep_daily_all", "segments_all",
-                                 "transitions_all", "rep_last_position_agg")
+                                 "transitions_all", "visit_forms", "rep_last_position_agg")
 
 _KEYS_CHUNK = 500
 
