@@ -1,11 +1,17 @@
 """The work day and how its time splits: field, travel, customers, breaks, office/home.
 
 Work day: from the first ``workday_start`` to the last ``workday_end`` check-in. A missing
-one is inferred from the track: when the day's data opens with a stop at home, or with a
-long idle stop (``day_idle_s``, away from customers and offices), the day starts at its
-departure; when the data closes with one, the day ends at its arrival. Otherwise the first
-(last) event of the local day bounds it; the local day's midnight always does. A
-``workday_end`` followed by a ``workday_start`` is off-duty time (counted as break).
+one is inferred from the track. When the day's data opens with a stay of at least
+``day_idle_s`` in one place away from customers and offices (home included), the phone was
+recording off duty and the day starts at its departure; when the data closes with one, the
+day ends at its arrival. Otherwise the first (last) event of the local day bounds it: a
+short stay at home at either end is preparation or paperwork, i.e. work. The local day's
+midnight always bounds it. A ``workday_end`` followed by a ``workday_start`` is off-duty
+time (counted as break).
+
+Breaks: a ``break_start`` without its ``break_end`` lasts until the departure from the stop
+where the break is spent (see :func:`_break_stop_after`); a ``break_end`` without its start
+symmetrically begins at the arrival at that stop.
 
 Allocation: every instant of the work day gets exactly one label, by priority
 break > customer (verified visits) > office/home stop > (stop elsewhere | travel | unknown).
@@ -15,15 +21,17 @@ Field time is the work day minus breaks and office/home time.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from processors.config import SessionParams
+from processors.geodesy import haversine_m
 from processors.gps_filter import Track
 from processors.places import OFFICE_HOME_KINDS, WORK_PLACE_KINDS
-from processors.stops import Move, Stop, stop_around
+from processors.stops import Move, Stop
 from processors.visits import Mark, StopPlace, Visit
 
 BREAK, CUSTOMER, OFFICE_HOME, STOPPED_OTHER, TRAVEL, UNKNOWN = (
@@ -62,25 +70,25 @@ def derive_workday(marks: Sequence[Mark], track: Track, stops: Sequence[Stop],
     if start is None and end is None and not acts:
         return None
     s_inf, e_inf = start is None, end is None
-    n = len(track)
 
-    def off_duty(k: int) -> bool:
-        kind = stop_places[k].kind
-        return kind == "home" or (kind not in WORK_PLACE_KINDS
-                                  and stops[k].duration_s >= params.day_idle_s)
+    def off_duty(k: int, opening: bool) -> bool:
+        # An hour or more in one place that is not a work place, at the edge of the data, is
+        # the phone recording while off duty (the night at home); a shorter stay at home
+        # there is preparation or paperwork, which is work.
+        return (stop_places[k].kind not in WORK_PLACE_KINDS
+                and _edge_stay_s(track, stops[k], opening, params) >= params.day_idle_s)
 
     if start is None:
-        lead = 0 if stops and stops[0].first == 0 and off_duty(0) else None
-        if lead is not None:
+        if stops and off_duty(0, opening=True):
             start = stops[0].end_t
         elif acts:
             start = acts[0]
         else:
             start = min(end or day_lo, day_hi)
     if end is None:
-        trail = len(stops) - 1 if stops and stops[-1].last == n - 1 else None
-        if trail is not None and off_duty(trail) and stops[trail].start_t > start:
-            end = stops[trail].start_t
+        last = len(stops) - 1
+        if stops and stops[last].start_t > start and off_duty(last, opening=False):
+            end = stops[last].start_t
         else:
             later = [a for a in acts if a > start]
             end = later[-1] if later else start
@@ -89,11 +97,27 @@ def derive_workday(marks: Sequence[Mark], track: Track, stops: Sequence[Stop],
     return Workday(start, end, s_inf, e_inf)
 
 
+def _edge_stay_s(track: Track, st: Stop, opening: bool, params: SessionParams) -> float:
+    """How long the data stays at ``st``'s place from its first fix (``opening``) or until
+    its last; 0 when a fix elsewhere comes before (after) the stop.
+
+    Fixes at the stop's place that the stop detector left out (a lone fix in the night, more
+    than ``stop_max_gap_s`` before the morning's fixes at home) count towards the stay.
+    """
+    edge = slice(0, st.first) if opening else slice(st.last + 1, len(track))
+    away = haversine_m(track.lon[edge], track.lat[edge], st.lon, st.lat) > params.stop_radius_m
+    if np.any(away):
+        return 0.0
+    if opening:
+        return st.end_t - min(st.start_t, float(track.t[0]))
+    return max(st.end_t, float(track.t[-1])) - st.start_t
+
+
 def derive_breaks(marks: Sequence[Mark], stops: Sequence[Stop],
                   stop_places: Sequence[StopPlace], visits: Sequence[Visit],
                   workday: Workday, params: SessionParams) -> list[Break]:
-    """Breaks from check-ins; a missing side is closed by the stop around the known side
-    (but not past a neighbouring check-in). Also off-duty time between work sessions."""
+    """Breaks from check-ins; a missing side is closed by the stop where the break is spent
+    (never past the neighbouring check-in). Also off-duty time between work sessions."""
     ordered = sorted(marks, key=lambda m: (m.t, m.event_id))
     out: list[Break] = []
     pending: float | None = None
@@ -107,10 +131,10 @@ def derive_breaks(marks: Sequence[Mark], stops: Sequence[Stop],
                 out.append(Break(pending, max(pending, m.t), False))
                 pending = None
             else:
-                around = stop_around(m.t, stops, params.verify_slack_s)
-                lo = around.start_t if around else m.t
-                prev = [o.t for o in ordered[:k] if o.action != "break_end"]
-                lo = max([lo, *prev]) if prev else lo
+                prev = [o.t for o in ordered[:k] if o.t < m.t]
+                lo_t = prev[-1] if prev else -math.inf
+                st = _break_stop_before(m.t, lo_t, stops, params)
+                lo = max(st.start_t, lo_t) if st else m.t
                 out.append(Break(min(lo, m.t), m.t, True))
     if pending is not None:
         out.append(_close_open_break(pending, ordered, len(ordered), stops, params))
@@ -129,12 +153,44 @@ def derive_breaks(marks: Sequence[Mark], stops: Sequence[Stop],
 
 def _close_open_break(start: float, ordered: Sequence[Mark], k: int,
                       stops: Sequence[Stop], params: SessionParams) -> Break:
-    around = stop_around(start, stops, params.verify_slack_s)
-    hi = around.end_t if around else start
-    nxt = [o.t for o in ordered[k:] if o.t > start and o.action != "break_start"]
-    if nxt:
-        hi = min(hi, nxt[0])
+    nxt = [o.t for o in ordered[k:] if o.t > start]
+    hi_t = nxt[0] if nxt else math.inf
+    st = _break_stop_after(start, hi_t, stops, params)
+    hi = min(st.end_t, hi_t) if st else start
     return Break(start, max(start, hi), True)
+
+
+def _break_stop_after(t: float, hi_t: float, stops: Sequence[Stop],
+                      params: SessionParams) -> Stop | None:
+    """The stop where a break checked in at ``t`` is spent: the first stop that goes on for
+    at least ``stop_min_duration_s`` after ``t`` and starts within ``travel_max_gap_s`` of
+    it and before the next check-in ``hi_t``.
+
+    The rep presses ``break_start`` either where the break is spent (the stop around ``t``
+    goes on) or when leaving a stop for it (the stop around ``t`` ends within moments, and
+    the break stop is detected only after a drive, or after ``t`` when pings are sparse).
+    """
+    reach = min(t + params.travel_max_gap_s, hi_t)
+    for st in stops:
+        if st.start_t >= reach:
+            break
+        if st.end_t - max(st.start_t, t) >= params.stop_min_duration_s:
+            return st
+    return None
+
+
+def _break_stop_before(t: float, lo_t: float, stops: Sequence[Stop],
+                       params: SessionParams) -> Stop | None:
+    """Mirror of :func:`_break_stop_after` for a ``break_end`` without its start: the last
+    stop with at least ``stop_min_duration_s`` of it before ``t`` that ends within
+    ``travel_max_gap_s`` of ``t`` and after the previous check-in ``lo_t``."""
+    reach = max(t - params.travel_max_gap_s, lo_t)
+    for st in reversed(stops):
+        if st.end_t <= reach:
+            break
+        if min(st.end_t, t) - st.start_t >= params.stop_min_duration_s:
+            return st
+    return None
 
 
 def _infer_break(stops: Sequence[Stop], stop_places: Sequence[StopPlace],
