@@ -89,9 +89,10 @@ class SessionParams(BaseModel):
         "place to verify it without a stop.")
     # -- work day -----------------------------------------------------------------------
     day_idle_s: float = Field(
-        3600.0, gt=0, description="A stop at home, or one away from customers/offices at "
-        "least this long, that opens (closes) the day's data is off-duty: an inferred work "
-        "day starts at its departure (ends at its arrival).")
+        3600.0, gt=0, description="A stay of at least this long anywhere but a customer or "
+        "office (home included) that opens (closes) the day's data is off duty: an inferred "
+        "work day starts at the departure from it (ends at the arrival); shorter stays at "
+        "either end count as work.")
     break_infer_min_s: float = Field(
         1200.0, gt=0, description="On a day without break check-ins, the longest stop away "
         "from customers, office and home of at least this is taken as the (inferred) break.")

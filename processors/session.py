@@ -158,11 +158,17 @@ class RepSessionState:
         """Some rep-day has events not yet derived."""
         return any(st.dirty for st in self._days.values())
 
-    def derive(self, places: PlaceLookup = _NO_PLACES) -> SessionOutput:
+    def derive(self, places: PlaceLookup = _NO_PLACES, *, close: bool = True) -> SessionOutput:
         """Re-derive the dirty rep-days, then close (and drop) the days the watermark left
-        ``lateness_s`` behind."""
+        ``lateness_s`` behind. With ``close=False`` the caller still reads the events of the
+        updated days (``events_of``) and closes with :meth:`close_days` afterwards."""
         updates = [u for d in sorted(self._days) if (u := self._rederive(d, places))]
-        return SessionOutput(updates=tuple(updates), closed=tuple(self._close()))
+        return SessionOutput(updates=tuple(updates),
+                             closed=tuple(self._close()) if close else ())
+
+    def close_days(self) -> list[dt.date]:
+        """Close (and drop) the derived days the watermark left ``lateness_s`` behind."""
+        return self._close()
 
     def event_count(self) -> int:
         return sum(len(st.events) for st in self._days.values())

@@ -102,8 +102,8 @@ class Transition(BaseModel):
                             "(arrive/leave).")
     at: AwareDatetime = Field(description="Time (ts, UTC) of the first fix of the confirmed "
                               "new state.")
-    lon: float
-    lat: float
+    lon: float | None  # None once off-duty positions are dropped (docs/privacy.md)
+    lat: float | None
     geo_version: int = Field(description="Territory/account index version that enriched "
                              "the fix at ``at``.")
     version: int = 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -46,6 +47,15 @@ from sinks.rows import (
     stored_event,
 )
 from sinks.writer import ClickHouseWriter
+from streams.privacy import (
+    day_bounds,
+    event_time_windows,
+    off_duty_windows,
+    open_day_rows,
+    redact_closed_days,
+    redact_segments_for_topic,
+    redact_transitions_for_topic,
+)
 
 log = logging.getLogger(__name__)
 _BATCH = TypeAdapter(EnrichedBatch)
@@ -194,25 +204,56 @@ class SessionStage:
     async def derive_due(self, force: bool) -> None:
         mono = time.monotonic()
         index = getattr(self.p.enricher, "index", None)
+        priv = self.p.settings.privacy
         updates: list[RepDayUpdate] = []
         transitions: list[Any] = []
+        closed: dict[str, tuple[str, list[dt.date]]] = {}
         for rep, state in self.states.items():
             if not state.dirty:
                 continue
             if not force and mono - self.last_derived.get(rep, 0.0) < self.derive_interval_s:
                 continue
-            out = state.derive(GeoPlaces(index, rep))
+            # Derive without closing: a day derived and closed in one call (a backlog of
+            # several days) still needs its events for the transitions.
+            out = state.derive(GeoPlaces(index, rep), close=False)
             self.last_derived[rep] = mono
             self.derivations += 1
             for u in out.updates:
+                trs = [t.model_copy(update={"version": u.version}) for t in derive_transitions(
+                    rep, u.local_date, state.events_of(u.local_date), self.tparams)]
+                if priv.off_duty_positions != "keep":
+                    bounds = day_bounds(u.local_date, u.summary.tz)
+                    w = off_duty_windows(u.summary, u.segments, bounds, priv.include_breaks)
+                    ew = event_time_windows(u.summary, u.segments, bounds,
+                                            priv.include_breaks)
+                    u = u.model_copy(update={"segments": tuple(redact_segments_for_topic(
+                        u.segments, w, priv.off_duty_positions, priv.coarsen_decimals))})
+                    trs = redact_transitions_for_topic(trs, ew, priv.off_duty_positions,
+                                                       priv.coarsen_decimals)
                 updates.append(u)
-                trs = derive_transitions(rep, u.local_date, state.events_of(u.local_date),
-                                         self.tparams)
-                transitions.extend(t.model_copy(update={"version": u.version}) for t in trs)
+                transitions.extend(trs)
+            days = state.close_days()
+            if days:
+                closed[rep] = (str(state.tz), days)
         if updates:
-            await self._publish(updates, transitions)
+            await self._publish(updates, transitions)  # final rows first, then redaction
+        if closed and priv.off_duty_positions != "keep":
+            await self._redact(closed)
         await self._ack_clean()
         self._evict()
+
+    async def _redact(self, closed: dict[str, tuple[str, list[dt.date]]]) -> None:
+        """Closed rep-days: their stored off-duty positions lose precision (docs/privacy.md).
+        A failure is logged and retried at the next close of the rep, never fatal."""
+        loop = asyncio.get_running_loop()
+        priv = self.p.settings.privacy
+        for rep, (tz, days) in closed.items():
+            try:
+                await loop.run_in_executor(self.p.ch_executor, functools.partial(
+                    redact_closed_days, self.p.clickhouse, rep, tz, days, priv,
+                    lock=self.writer.lock))
+            except Exception as exc:
+                log.error("privacy redaction of %s %s failed: %r", rep, days, exc)
 
     async def _publish(self, updates: list[RepDayUpdate], transitions: list[Any]) -> None:
         w = self.writer
@@ -295,6 +336,8 @@ class SessionStage:
                 by_rep.setdefault(r["rep_id"], []).append(stored_event(r))
             index = getattr(self.p.enricher, "index", None)
             for rep, evs in by_rep.items():
+                # Closed days are final (and may be redacted): never re-derive them.
+                evs = open_day_rows(evs, self.states[rep].tz, self.params.lateness_s)
                 events = _EVENTS.validate_python(evs)
                 self.states[rep].add(events, places=GeoPlaces(index, rep), derive=False)
                 self.rebuilt_reps += 1

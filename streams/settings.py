@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.config import SessionParams
 from processors.transitions import TransitionParams
+from streams.privacy import PrivacySettings
 
 
 class Profile(StrEnum):
@@ -110,7 +111,7 @@ class IngestSettings(_Section):
 
 
 class WorkerSettings(_Section):
-    batch_max_messages: int = Field(default=200, ge=1,
+    batch_max_messages: int = Field(default=1000, ge=1,
                                     description="Kafka messages (uploads) taken per batch.")
     batch_within_s: float = Field(default=0.2, gt=0,
                                   description="Longest wait to fill a batch, seconds.")
@@ -122,7 +123,7 @@ class WorkerSettings(_Section):
     sessions_enabled: bool = Field(default=True,
                                    description="Run the sessions stage (work days, stops, "
                                    "visits, travel, transitions) in this worker.")
-    derive_interval_s: float = Field(default=5.0, ge=0,
+    derive_interval_s: float = Field(default=15.0, ge=0,
                                      description="A rep-day with new events is re-derived at "
                                      "most this often: many uploads, one derivation. Also the "
                                      "delay before field.* records and rep_daily update.")
@@ -176,6 +177,9 @@ class Settings(BaseSettings):
                                     description="Session derivation (docs/sessions.md).")
     transitions: TransitionParams = Field(default=TransitionParams(),
                                           description="Territory/account transitions.")
+    privacy: PrivacySettings = Field(default=PrivacySettings(),
+                                     description="Off-duty positions, erasure "
+                                     "(docs/privacy.md).")
 
     @model_validator(mode="after")
     def _profile_complete(self) -> Settings:

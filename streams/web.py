@@ -186,6 +186,17 @@ def register_web(pipeline: Any, *, ingest: bool = True, sql: bool = True) -> Reg
                     return self.json({"error": exc.code, "detail": str(exc)}, status=exc.status)
                 return self.bytes(body, content_type=ctype)
 
+    if pipeline.clickhouse is not None:
+        from streams.reps import handle_admin_erase
+
+        @app.page("/v1/admin/erase")
+        class AdminErase(View):
+            async def post(self, request: Request) -> Response:
+                req: Any = request
+                status, body = await handle_admin_erase(
+                    pipeline, req.headers.get("Authorization"), await req.read())
+                return self.json(body, status=status)
+
     from streams.map import register_map
 
     register_map(pipeline)

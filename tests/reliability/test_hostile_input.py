@@ -412,7 +412,7 @@ def mixed_batch(draw: st.DrawFn) -> list[tuple[Any, str | set[str] | None]]:
 
 
 def test_batches_mixing_valid_and_hostile_events(fuzz_stack: Stack, judge: Judge) -> None:
-    @settings(FUZZ, max_examples=900)
+    @settings(FUZZ, max_examples=1000)
     @given(batches=st.lists(mixed_batch(), min_size=1, max_size=4))
     def run(batches: list[list[tuple[Any, str | set[str] | None]]]) -> None:
         calls = [([e for e, _ in b], [w for _, w in b]) for b in batches]
@@ -423,7 +423,7 @@ def test_batches_mixing_valid_and_hostile_events(fuzz_stack: Stack, judge: Judge
                     assert events.index(events[res["index"]]) < res["index"]
 
     run()
-    assert judge.requests >= 2000
+    assert judge.requests >= 1500  # about 2,500 expected: 1 to 4 batches per example
     assert_landed(fuzz_stack, judge)
 
 
