@@ -148,7 +148,7 @@ def _run(tmp_path: Path, n_events: int, duration_s: float) -> None:
 
 
 def test_worker_sigkilled_three_times_50k_events_exactly_once(tmp_path: Path) -> None:
-    _run(tmp_path, 50_000, duration_s=40.0)
+    _run(tmp_path, 50_000, duration_s=30.0)
 
 
 @pytest.mark.slow
