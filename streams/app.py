@@ -145,6 +145,7 @@ class Pipeline:
         self.workdays_topic = self._bytes_topic(t(WORKDAYS))
         self.transitions_topic = self._bytes_topic(t(TRANSITIONS))
         self.sessions: SessionStage | None = None
+        self.fatal: str | None = None
         if run_agents:
             if self.writer is None:
                 raise ValueError("a worker needs a ClickHouse client")
@@ -207,11 +208,17 @@ class Pipeline:
         status = "ok"
         if self.writer is not None:
             st = self.writer.stats
-            parts["sink"] = {"status": "degraded" if self.writer.degraded else "ok",
-                             "rows": st.rows, "batches": st.batches, "failures": st.failures,
-                             "last_error": st.last_error}
-            if self.writer.degraded:
+            writers = [self.writer] + ([self.sessions.writer] if self.sessions else [])
+            failing = [w for w in writers if w.degraded]
+            parts["sink"] = {"status": "degraded" if failing else "ok",
+                             "rows": st.rows, "batches": st.batches,
+                             "failures": sum(w.stats.failures for w in writers),
+                             "last_error": next((w.stats.last_error for w in failing), None)}
+            if failing:
                 status = "degraded"
+        if self.fatal is not None:
+            parts["fatal"] = self.fatal
+            status = "down"
         geo_tail = getattr(self, "geo_tail", None)
         if geo_tail is not None:
             parts["geo"] = {"version": geo_tail.loaded_version, "ready": geo_tail.ready.is_set(),
@@ -242,14 +249,22 @@ class Pipeline:
 
     def refresh_gauges(self) -> None:
         if self.writer is not None:
-            self.metrics.sink_degraded.set(1 if self.writer.degraded else 0)
+            writers = [self.writer] + ([self.sessions.writer] if self.sessions else [])
+            self.metrics.sink_degraded.set(1 if any(w.degraded for w in writers) else 0)
 
     # -- intake ---------------------------------------------------------------------------
     async def _intake_agent(self, stream: faust.StreamT) -> None:
         cfg = self.settings.worker
         async for events in stream.noack_take(cfg.batch_max_messages, cfg.batch_within_s):
             await self.geo_ready()
-            await self.process_raw_batch(events)  # type: ignore[arg-type]
+            try:
+                await self.process_raw_batch(events)  # type: ignore[arg-type]
+            except Exception as exc:
+                # Nothing of this batch is acked; say so loudly (/health "down", 503) so an
+                # orchestrator restarts the process rather than keeping a stalled worker.
+                self.fatal = f"intake: {type(exc).__name__}: {exc}"[:500]
+                log.critical("intake agent failed; the batch stays uncommitted: %r", exc)
+                raise
             for ev in events:
                 await stream.ack(ev)  # type: ignore[arg-type]
 

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -64,6 +65,18 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
     return False
 
 
+def _die_with_parent() -> None:
+    """In the broker child: on Linux, get SIGTERM when the process that started it dies
+    (even by SIGKILL), so no orphan broker keeps the port. Elsewhere a no-op."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 @dataclass
 class EmbeddedBroker:
     """A Tansu broker process on 127.0.0.1:``port`` with in-memory storage."""
@@ -71,6 +84,7 @@ class EmbeddedBroker:
     port: int
     log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    stopping: bool = False
 
     @property
     def bootstrap(self) -> str:
@@ -88,7 +102,7 @@ class EmbeddedBroker:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             out = self.log_path.open("ab")  # type: ignore[assignment]
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -100,6 +114,7 @@ class EmbeddedBroker:
         raise BrokerError(f"tansu did not listen on {self.port} within {timeout_s}s")
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        self.stopping = True
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()

@@ -11,6 +11,8 @@ from processors.intake import AnyEvent
 from schemas.derived import Enrichment
 
 _NO_GEO = Enrichment()
+MAX_EVENTS_PER_MESSAGE = 500
+MAX_MESSAGE_BYTES = 1024 * 1024
 
 
 class Enricher(Protocol):
@@ -42,5 +44,16 @@ def encode_enriched_batches(
             body[:-1] + b',"geo":' + g.model_dump_json().encode() + b"}"
         )
     for rep, items in by_rep.items():
-        yield rep.encode(), b'{"rep_id":' + orjson.dumps(rep) + b',"events":[' + b",".join(
-            items) + b"]}"
+        head = b'{"rep_id":' + orjson.dumps(rep) + b',"events":['
+        # A batch can hold many uploads of one rep (a backlog): keep each message well under
+        # the broker's message limit.
+        chunk: list[bytes] = []
+        size = 0
+        for item in items:
+            if chunk and (len(chunk) >= MAX_EVENTS_PER_MESSAGE
+                          or size + len(item) > MAX_MESSAGE_BYTES):
+                yield rep.encode(), head + b",".join(chunk) + b"]}"
+                chunk, size = [], 0
+            chunk.append(item)
+            size += len(item) + 1
+        yield rep.encode(), head + b",".join(chunk) + b"]}"

@@ -80,6 +80,23 @@ def check_readonly_sql(sql: str) -> str:
     return sql.strip().rstrip(";")
 
 
+_AST_FUNCTION = re.compile(r"^\s*Function (\S+)")
+
+
+def check_ast(ast: str) -> None:
+    """Refuse what the parser's own view of the query shows: a call to an external table
+    function however it was quoted or escaped, or a destination file (INTO OUTFILE shows
+    as a literal directly under the query). The text checks above are only a first line:
+    quoting (`` `file`(...) ``) and ``$$`` strings can hide a call from them."""
+    for line in ast.splitlines():
+        m = _AST_FUNCTION.match(line)
+        if m and m.group(1).strip("`\"").lower() in _EXTERNAL_FUNCS:
+            raise QueryError("not_read_only", f"table function {m.group(1)}() reaches outside "
+                             "the database and is not allowed", status=403)
+        if line.startswith(" Literal"):
+            raise QueryError("not_read_only", "INTO OUTFILE is not allowed", status=403)
+
+
 def run_readonly(client: Any, lock: threading.Lock | None, sql: str, fmt: str,
                  max_rows: int, max_execution_s: float) -> tuple[bytes, str]:
     """Run one read-only query; return (body, content type)."""
@@ -91,7 +108,12 @@ def run_readonly(client: Any, lock: threading.Lock | None, sql: str, fmt: str,
                 "max_execution_time": max_execution_s}
     try:
         with lock or nullcontext():
+            ast = client.raw_query(f"EXPLAIN AST {stmt}", fmt="TSVRaw",
+                                   settings={"readonly": 2})
+            check_ast(bytes(ast).decode("utf-8", "replace"))
             body = client.raw_query(stmt, fmt=ch_fmt, settings=settings)
+    except QueryError:
+        raise
     except Exception as exc:
         msg = str(exc)
         code, status = "query_failed", 400

@@ -119,6 +119,26 @@ def run_ingest(settings: Settings) -> int:
     return run_faust(pipeline.app, settings.log_level)
 
 
+def _stop_if_broker_dies(broker: Any) -> None:
+    """The embedded broker keeps topics in memory: if it dies, a worker that carried on
+    would fetch from positions the new broker does not have and skip accepted uploads. So
+    the whole process exits at once (status 3; a graceful stop would wait minutes on the
+    dead broker) and is started again, journals replayed. Nothing is lost: offsets were
+    committed only behind stored data, and chDB survives a crash like ClickHouse does."""
+    import os
+    import threading
+
+    def watch() -> None:
+        proc = broker.proc
+        code = proc.wait()
+        if not getattr(broker, "stopping", False):
+            log.critical("the embedded broker exited (%s); geotel up exits", code)
+            logging.shutdown()
+            os._exit(3)
+
+    threading.Thread(target=watch, name="broker-watch", daemon=True).start()
+
+
 def run_up(settings: Settings) -> int:
     """The whole pipeline on one machine: embedded broker, topics, devices, worker, chDB."""
     if settings.profile is not Profile.embedded:
@@ -127,6 +147,7 @@ def run_up(settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with embedded_broker(settings) as broker:
         log.info("embedded broker on %s", broker.bootstrap)
+        _stop_if_broker_dies(broker)
         ensure_topics(settings)
         recs = journal(settings).read()
         if recs:

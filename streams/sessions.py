@@ -146,8 +146,13 @@ class SessionStage:
         async for events in stream.noack_take(cfg.batch_max_messages, cfg.batch_within_s):
             await self.p.geo_ready()
             async with self.lock:
-                await self.add_batch(events)
-                await self.derive_due(force=False)
+                try:
+                    await self.add_batch(events)
+                    await self.derive_due(force=False)
+                except Exception as exc:
+                    self.p.fatal = f"sessions: {type(exc).__name__}: {exc}"[:500]
+                    log.critical("sessions agent failed; its batches stay uncommitted: %r", exc)
+                    raise
 
     async def tick(self) -> None:
         """Timer: derive what waited for the interval when no new batch came."""

@@ -280,10 +280,6 @@ def test_sql_endpoint_is_read_only(sec_stack: Stack, tmp_path: Path) -> None:
     print(f"RESULT security sql_statements_refused={len(REFUSED)}")
 
 
-@pytest.mark.xfail(strict=True, reason="streams/query.py check_readonly_sql: the table-function "
-                   "guard matches only bare names (_CALL regex), so quoted identifiers "
-                   "(`file`, \"file\", `fi\\x6ce`) and a heredoc ($$'$$) that hides a call from "
-                   "_STRIP reach ClickHouse: file() reads local files, url() connects out")
 def test_sql_endpoint_refuses_quoted_table_functions(sec_stack: Stack, tmp_path: Path) -> None:
     bypasses = [
         "SELECT * FROM `file`('/etc/hostname', 'LineAsString')",

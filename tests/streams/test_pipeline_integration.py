@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 
 import orjson
@@ -164,3 +165,35 @@ def test_restart_keeps_devices_and_data_and_sql_works_when_stopped(tmp_path) -> 
         wait_for(lambda: int(s.scalar("SELECT count() FROM events")) == 2, 30, "both stored")
     finally:
         s.stop()
+
+
+def test_up_stops_when_its_broker_dies_and_leaves_no_orphan(tmp_path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    def broker_pids(port: int) -> list[int]:
+        out = subprocess.run(["pgrep", "-f", f"tansu broker --listener-url tcp://127.0.0.1:{port}"],
+                             capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    s = Stack(tmp_path)
+    s.start()
+    try:
+        [pid] = broker_pids(s.kafka_port)
+        os.kill(pid, signal.SIGKILL)  # the in-memory broker is gone: its topics with it
+        assert s.proc is not None
+        s.proc.wait(60)  # geotel up stops instead of skipping what the new broker lacks
+    finally:
+        s.stop()
+    # SIGKILL of `geotel up` itself: its broker follows (no orphan holding the port).
+    (tmp_path / "again").mkdir()
+    s2 = Stack(tmp_path / "again")
+    s2.start()
+    assert s2.proc is not None
+    os.killpg(s2.proc.pid, signal.SIGKILL)
+    s2.proc.wait()
+    deadline = time.monotonic() + 15
+    while broker_pids(s2.kafka_port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert broker_pids(s2.kafka_port) == []

@@ -93,3 +93,23 @@ def test_configuration_doc_is_current() -> None:
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     assert doc.read_text() == render(), "run `geotel config docs`"
+
+
+def test_enriched_messages_stay_small_for_a_big_backlog() -> None:
+    import uuid
+
+    import orjson
+
+    from schemas.derived import Enrichment
+    from schemas.events import EVENT_ADAPTER
+    from streams.enrich import MAX_EVENTS_PER_MESSAGE, encode_enriched_batches
+
+    evs = [EVENT_ADAPTER.validate_python({
+        "event_id": str(uuid.uuid4()), "device_id": "d", "rep_id": "r" if i % 10 else "q",
+        "kind": "ping", "ts": "2026-11-02T08:00:00Z", "lat": 1, "lon": 2}) for i in range(5000)]
+    msgs = list(encode_enriched_batches(evs, [Enrichment()] * len(evs)))
+    got = [(k, orjson.loads(v)) for k, v in msgs]
+    assert all(len(d["events"]) <= MAX_EVENTS_PER_MESSAGE for _, d in got)
+    assert sum(len(d["events"]) for _, d in got) == 5000
+    assert {e["event_id"] for _, d in got for e in d["events"]} == {str(e.event_id) for e in evs}
+    assert all(k.decode() == d["rep_id"] for k, d in got)
