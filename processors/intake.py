@@ -103,7 +103,7 @@ def validate_items(
             out.rejects.append(Reject(i, "invalid", f"event must be an object, got "
                                       f"{type(item).__name__}", item))
             continue
-        stamp = received_at
+        stamp: dt.datetime | None = received_at
         if keep_received_at and item.get("received_at") is not None:
             stamp = None  # validated from the item itself
         else:

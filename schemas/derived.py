@@ -48,7 +48,8 @@ EnrichedEvent = Annotated[
 
 
 class EnrichedBatch(BaseModel):
-    """Value of a ``telemetry.enriched`` message (key: ``rep_id``): one rep's events of one upload."""
+    """Value of a ``telemetry.enriched`` message (key: ``rep_id``): events of one rep, from
+    one batch of uploads (at most 500 per message)."""
 
     rep_id: Ident
     events: list[EnrichedEvent]

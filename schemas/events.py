@@ -25,7 +25,7 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -148,7 +148,7 @@ class CheckIn(_Envelope):
         return self
 
 
-FormValue = Union[bool, int, float, ShortText, list[ShortText], None]
+FormValue = bool | int | float | ShortText | list[ShortText] | None
 
 
 class Photo(_Model):
@@ -172,6 +172,9 @@ class Order(_Model):
     lines: Annotated[list[OrderLine], Field(max_length=500)] = []
 
 
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
 class VisitSubmission(_Envelope):
     kind: Literal["visit_submission"] = "visit_submission"
     visit_id: Ident
@@ -183,7 +186,7 @@ class VisitSubmission(_Envelope):
     form: Annotated[dict[Ident, FormValue], Field(max_length=200)] = {}
     photos: Annotated[list[Photo], Field(max_length=50)] = []
     order: Order | None = None
-    tags: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=64)]], Field(max_length=50)] = []
+    tags: Annotated[list[Tag], Field(max_length=50)] = []
 
     @model_validator(mode="after")
     def _interval(self) -> VisitSubmission:

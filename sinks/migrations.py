@@ -86,7 +86,7 @@ class Migration:
 
 # Re-inserting a block with the same insert_deduplication_token is a no-op only when the
 # table keeps a deduplication window (plain MergeTree has none by default).
-DEDUP = {"non_replicated_deduplication_window": 10_000}
+DEDUP: dict[str, str | int] = {"non_replicated_deduplication_window": 10_000}
 
 EVENT_COLUMNS: list[tuple[str, str]] = [
     ("event_id", "UUID"),

@@ -190,7 +190,7 @@ class Pipeline:
         self.app.agent(self.enriched_topic, name="geotel.sessions")(stage.run)
         self.app.timer(max(0.5, min(w.derive_interval_s, 2.0)))(stage.tick)
 
-        @self.app.on_partitions_revoked.connect
+        @self.app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def _revoked(sender: Any, revoked: Any, **kw: Any) -> None:
             stage.drop_partitions({tp.partition for tp in revoked
                                    if tp.topic == self.enriched_topic_name})
@@ -238,13 +238,13 @@ class Pipeline:
             assigned = []
         parts["consumer"] = {"assigned": assigned}
         if self.sessions is not None:
-            st = self.sessions
-            parts["sessions"] = {"reps": len(st.states), "derivations": st.derivations,
-                                 "rebuilt_reps": st.rebuilt_reps,
-                                 "pending_messages": len(st.pending),
-                                 "dirty_reps": sum(1 for s in st.states.values() if s.dirty),
-                                 "cached_events": sum(s.event_count()
-                                                      for s in st.states.values())}
+            stage = self.sessions
+            states = list(stage.states.values())
+            parts["sessions"] = {"reps": len(states), "derivations": stage.derivations,
+                                 "rebuilt_reps": stage.rebuilt_reps,
+                                 "pending_messages": len(stage.pending),
+                                 "dirty_reps": sum(1 for rs in states if rs.dirty),
+                                 "cached_events": sum(rs.event_count() for rs in states)}
         return {"status": status, "components": parts}
 
     def refresh_gauges(self) -> None:
@@ -255,7 +255,10 @@ class Pipeline:
     # -- intake ---------------------------------------------------------------------------
     async def _intake_agent(self, stream: faust.StreamT) -> None:
         cfg = self.settings.worker
-        async for events in stream.noack_take(cfg.batch_max_messages, cfg.batch_within_s):
+        # noack_take: we ack after the batch is stored (take() would ack on failure too).
+        batches = stream.noack_take(  # type: ignore[attr-defined]
+            cfg.batch_max_messages, cfg.batch_within_s)
+        async for events in batches:
             await self.geo_ready()
             try:
                 await self.process_raw_batch(events)  # type: ignore[arg-type]
@@ -306,8 +309,8 @@ class Pipeline:
             sends.append(await self.enriched_topic.send(key=key, value=value))
         for d, _ in dead:
             self.metrics.deadletters.labels(reason=d.reason.value).inc()
-            key = d.rep_id.encode() if d.rep_id else None
-            sends.append(await self.deadletter_topic.send(key=key,
+            dl_key = d.rep_id.encode() if d.rep_id else None
+            sends.append(await self.deadletter_topic.send(key=dl_key,
                                                           value=d.model_dump_json().encode()))
         if sends:
             await asyncio.gather(*sends)

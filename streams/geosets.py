@@ -144,7 +144,7 @@ class GeoSetTail:
             consumer = make_consumer(settings)
             try:
                 await consumer.start()
-                tps = []
+                tps: list[TopicPartition] = []
                 for t in topics:
                     parts = consumer.partitions_for_topic(t) or set()
                     tps.extend(TopicPartition(t, p) for p in parts)

@@ -97,7 +97,8 @@ class Stack:
             except (httpx.HTTPError, ValueError, KeyError):
                 pass
             time.sleep(0.3)
-        raise RuntimeError(f"stack not healthy in {timeout_s}s: {self.log_path.read_text()[-3000:]}")
+        tail = self.log_path.read_text()[-3000:]
+        raise RuntimeError(f"stack not healthy in {timeout_s}s: {tail}")
 
     def start_broker(self) -> None:
         from streams.broker import EmbeddedBroker
