@@ -4,12 +4,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv browser demo up test test-quick lint security bench accuracy schemas docs clean
+.PHONY: help venv browser demo up test test-slow test-quick lint security bench accuracy schemas docs clean
 
 help:
 	@echo "make demo      - install, start the pipeline with simulated reps (~1 min), print per-rep figures"
 	@echo "make test      - install and run all tests (starts the real broker and chDB)"
 	@echo "make test-quick- unit tests only"
+	@echo "make test-slow - the long runs (500k-event crash run, 30 s outage, broker restart)"
 	@echo "make up        - start the whole pipeline on this machine (Ctrl-C stops it)"
 	@echo "make bench     - benchmarks (RESULT lines, bench/results.json)"
 	@echo "make accuracy  - accuracy harness against the simulator's ground truth"
@@ -38,7 +39,12 @@ up: $(STAMP)
 	$(VENV)/bin/geotel up
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+# The long runs: the 500,000-event crash run (three SIGKILLs), the 30 s ClickHouse outage, the
+# broker restart drill.
+test-slow: $(STAMP)
+	GEOTEL_FULL_CRASH=1 $(PY) -m pytest -q -m slow
 
 test-quick: $(STAMP)
 	$(PY) -m pytest -q -m "not integration and not slow and not browser"
@@ -50,10 +56,15 @@ lint: $(STAMP)
 security: $(STAMP)
 	bash .ci/security.sh
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) bench/run.py
 
-accuracy: $(STAMP)
+accuracy: $(BENCH_STAMP)
 	$(PY) bench/bench_accuracy.py
 
 schemas: $(STAMP)

@@ -22,9 +22,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULT = re.compile(r"^RESULT (\S+) (\S+) (\S+)(?: baseline=(\S+) ratio=(\S+))?$")
-ORDER = ["geo", "e2e", "ingest", "freshness", "scale"]
+ORDER = ["geo", "e2e", "ingest", "freshness", "scale", "accuracy"]
 SCRIPTS = {"geo": "bench_geo.py", "e2e": "bench_e2e.py", "ingest": "bench_ingest.py",
-           "freshness": "bench_freshness.py", "scale": "bench_scale.py"}
+           "freshness": "bench_freshness.py", "scale": "bench_scale.py",
+           "accuracy": "bench_accuracy.py"}
 
 
 def parse_results(text: str) -> dict[str, float]:
