@@ -16,11 +16,8 @@ tests and writes results only when ``--results`` is given.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +27,8 @@ import geopandas as gpd
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import merge_results
 
 from geo.index import GeoIndex
 from geo.metric import metres_per_degree
@@ -74,22 +73,6 @@ def timed(fn: Callable[[], object], runs: int) -> tuple[float, object]:
         out = fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), out
-
-
-def merge_results(path: Path, figures: dict[str, dict[str, Any]]) -> None:
-    """Read-modify-write: other benchmarks keep their entries."""
-    try:
-        current = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(current, dict):
-            current = {}
-    except (FileNotFoundError, json.JSONDecodeError):
-        current = {}
-    current.update(figures)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results.", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(current, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,7 +83,7 @@ class Figure:
 
 
 def merge_results(path: Path, figures: dict[str, dict[str, Any]]) -> None:
-    """Read-modify-write (same contract as bench_geo.merge_results): other entries stay."""
+    """Read-modify-write of bench/results.json: other benchmarks' entries stay."""
     try:
         current = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(current, dict):

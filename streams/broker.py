@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -208,10 +207,3 @@ def embedded_broker(settings: Settings) -> Iterator[EmbeddedBroker]:
         yield broker
     finally:
         broker.stop()
-
-
-def which_tansu() -> str | None:
-    try:
-        return str(tansu_binary())
-    except BrokerError:
-        return shutil.which("tansu")
