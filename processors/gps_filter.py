@@ -66,15 +66,17 @@ class FilterResult:
 
 def territory_flag(ping: Ping) -> bool | None:
     """The enrichment's ``in_assigned_territory`` of a ping, wherever it is carried."""
-    flag = getattr(ping, "in_assigned_territory", None)
+    # Enriched events carry it in ``geo`` (the common case: look there first; a missing
+    # attribute on a pydantic model is the slow path).
+    geo = getattr(ping, "geo", None)
+    flag = getattr(geo, "in_assigned_territory", None) if geo is not None else None
     if flag is None:
-        geo = getattr(ping, "geo", None)
-        flag = getattr(geo, "in_assigned_territory", None)
+        flag = getattr(ping, "in_assigned_territory", None)
     return None if flag is None else bool(flag)
 
 
 def _sorted_unique(pings: Sequence[Ping]) -> tuple[list[Ping], list[str]]:
-    ordered = sorted(pings, key=lambda p: (p.ts, str(p.event_id)))
+    ordered = sorted(pings, key=lambda p: (p.ts, p.event_id.int))  # == str order
     seen: set[uuid.UUID] = set()
     out: list[Ping] = []
     dups: list[str] = []
