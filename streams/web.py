@@ -25,8 +25,9 @@ from streams.query import QueryError, run_readonly
 log = logging.getLogger(__name__)
 
 
-def make_consumer(settings: Any) -> AIOKafkaConsumer:
-    """A group-less consumer (assign + seek) with the configured security."""
+def make_consumer(settings: Any, group_id: str | None = None) -> AIOKafkaConsumer:
+    """A consumer with the configured security: group-less (assign + seek) by default, or a
+    member of ``group_id`` with the configured group timeouts (offsets committed by hand)."""
     from streams.broker import admin_kwargs
 
     kw = admin_kwargs(settings)
@@ -39,8 +40,12 @@ def make_consumer(settings: Any) -> AIOKafkaConsumer:
     if k.security_protocol in ("SSL", "SASL_SSL"):
         extra["ssl_context"] = ssl.create_default_context(
             cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
+    if group_id is not None:
+        extra.update(session_timeout_ms=int(k.session_timeout_s * 1000),
+                     heartbeat_interval_ms=int(k.heartbeat_interval_s * 1000),
+                     rebalance_timeout_ms=int(k.rebalance_timeout_s * 1000))
     return AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                            security_protocol=k.security_protocol, group_id=None,
+                            security_protocol=k.security_protocol, group_id=group_id,
                             enable_auto_commit=False, auto_offset_reset="earliest",
                             fetch_max_bytes=64 * 1024 * 1024,
                             max_partition_fetch_bytes=32 * 1024 * 1024, **extra)
