@@ -6,7 +6,8 @@ enriched-topic encoding, the idempotent chDB insert) over the e2e workload in ba
 functions as the intake agent, so it tracks them; it is not part of ``make bench`` (no
 RESULT lines) and exists to explain the end-to-end figure.
 
-    python bench/stages.py --events 100000 --batch 200
+    python bench/stages.py --events 100000 --batch 200             # both paths
+    python bench/stages.py --events 60000 --batch 200 --path rows  # the worker's path only
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -28,14 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="per-stage cost of the intake hot path")
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=200, help="uploads per batch")
+    ap.add_argument("--flush-rows", type=int, default=20_000,
+                    help="rows per insert of the row path (the worker's flush_rows); taken "
+                    "batches accumulate until then")
+    ap.add_argument("--path", choices=("rows", "models", "both"), default="both",
+                    help="rows: the worker's path (fast validation, enrichment columns, one "
+                    "column-oriented insert per flush_rows); models: the pydantic reference "
+                    "path (a model per event, one row-oriented insert per batch)")
     args = ap.parse_args(argv)
 
-    from processors.intake import TimeLimits, parse_message
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
-    from sinks.rows import EVENT_COLUMN_NAMES, event_row
-    from sinks.writer import ClickHouseWriter
-    from streams.enrich import encode_enriched_batches
     from streams.geosets import GeoEnricher, build_index, prepare
 
     wl = simulated_workload(args.events)
@@ -45,16 +50,40 @@ def main(argv: list[str] | None = None) -> int:
     client = connect(url=None, chdb_path=Path(tempfile.mkdtemp(prefix="stages-")),
                      database="geotel")
     migrate(client)
+    if args.path in ("models", "both"):
+        _run_models(wl, enricher, client, args.batch)
+    if args.path in ("rows", "both"):
+        _run_rows(wl, enricher, client, args.batch, args.flush_rows)
+    return 0
+
+
+def _report(label: str, cost: dict[str, float], n: int, total: float) -> None:
+    print(f"-- {label}")
+    for k, v in cost.items():
+        print(f"{k:18s} {v / n * 1e6:7.1f} us/event  {v / total:5.1%}")
+    print(f"{'total':18s} {total / n * 1e6:7.1f} us/event  = {n / total:,.0f} events/s on one "
+          "core, before Faust, Kafka and the event loop")
+
+
+def _run_models(wl: Any, enricher: Any, client: Any, batch: int) -> None:
+    """The reference path: pydantic model per event, Enrichment per event, row tuples,
+    model JSON, one row-oriented insert per batch."""
+    from processors.intake import TimeLimits, parse_message
+    from sinks.rows import EVENT_COLUMN_NAMES, event_row
+    from sinks.writer import ClickHouseWriter
+    from streams.enrich import encode_enriched_batches
+
     writer = ClickHouseWriter(client)
     limits = TimeLimits()
     now = dt.datetime.now(dt.UTC)
     cost: dict[str, float] = defaultdict(float)
-    n = 0
+    n = messages = 0
     t_all = time.perf_counter()
-    for b in range(0, len(wl.messages), args.batch):
-        chunk = wl.messages[b:b + args.batch]
+    for b in range(0, len(wl.messages), batch):
+        chunk = wl.messages[b:b + batch]
         t = time.perf_counter()
-        valid, received = [], []
+        valid: list[Any] = []
+        received: list[dt.datetime] = []
         for _, value in chunk:
             res = parse_message(value, now, limits)
             valid.extend(res.events)
@@ -70,20 +99,71 @@ def main(argv: list[str] | None = None) -> int:
         writer.flush()
         t5 = time.perf_counter()
         n += len(valid)
+        messages += len(out)
         for k, v in (("parse+validate", t1 - t), ("geo enrich", t2 - t1),
                      ("event_row", t3 - t2), ("encode enriched", t4 - t3),
                      ("chDB insert", t5 - t4)):
             cost[k] += v
-        cost["enriched messages"] += len(out)
     total = time.perf_counter() - t_all
-    info(f"{n:,} events, {len(wl.messages):,} uploads, batches of {args.batch} uploads; "
-         f"{cost.pop('enriched messages') / max(1, len(wl.messages) / args.batch):.0f} "
-         "enriched messages per batch")
-    for k, v in cost.items():
-        print(f"{k:18s} {v / n * 1e6:7.1f} us/event  {v / total:5.1%}")
-    print(f"{'total':18s} {total / n * 1e6:7.1f} us/event  = {n / total:,.0f} events/s on one "
-          "core, before Faust, Kafka and the event loop")
-    return 0
+    info(f"{n:,} events, {len(wl.messages):,} uploads, batches of {batch} uploads; "
+         f"{messages / max(1, len(wl.messages) / batch):.0f} enriched messages per batch")
+    _report(f"models path (pydantic), one insert per batch of {batch} uploads", cost, n, total)
+
+
+def _run_rows(wl: Any, enricher: Any, client: Any, batch: int, flush_rows: int) -> None:
+    """The worker's path (streams/app.py): rows from the fast validation, enrichment
+    columns per taken batch, and per flush the enriched messages and one column-oriented
+    insert. Serial here: the worker overlaps the insert with the next batches."""
+    from processors.intake import RowBatch, TimeLimits, parse_message_rows
+    from sinks.rows import EVENT_COLUMN_NAMES
+    from sinks.writer import ClickHouseWriter
+    from streams.enrich import encode_enriched_rows
+
+    writer = ClickHouseWriter(client)
+    limits = TimeLimits()
+    now = dt.datetime.now(dt.UTC)
+    cost: dict[str, float] = defaultdict(float)
+    n = inserts = 0
+    rows: list[Any] = []
+    geo: list[list[Any]] = [[] for _ in range(6)]
+    models: dict[int, Any] = {}
+    t_all = time.perf_counter()
+    for b in range(0, len(wl.messages), batch):
+        chunk = wl.messages[b:b + batch]
+        t = time.perf_counter()
+        rb = RowBatch()
+        for _, value in chunk:
+            parse_message_rows(value, now, limits, rb)
+        t1 = time.perf_counter()
+        g = enricher.enrich_rows(rb.rows)
+        models.update({len(rows) + i: m for i, m in rb.models.items()})
+        rows.extend(rb.rows)
+        for col, values in zip(geo, g, strict=True):
+            col.extend(values)
+        t2 = time.perf_counter()
+        cost["parse+validate"] += t1 - t
+        cost["geo enrich"] += t2 - t1
+        if len(rows) < flush_rows and b + batch < len(wl.messages):
+            continue
+        t2 = time.perf_counter()
+        cols = [*zip(*rows, strict=True), *geo]
+        t3 = time.perf_counter()
+        out = list(encode_enriched_rows(rows, models, geo))
+        t4 = time.perf_counter()
+        writer.add_columns("events_all", EVENT_COLUMN_NAMES, cols, {("raw", 1): (b, b + 1)},
+                           ticks=("ts", "received_at"))
+        writer.flush()
+        t5 = time.perf_counter()
+        n += len(rows)
+        inserts += 1
+        for k, v in (("columns", t3 - t2), ("encode enriched", t4 - t3),
+                     ("chDB insert", t5 - t4)):
+            cost[k] += v
+        rows, geo, models = [], [[] for _ in range(6)], {}
+        del out
+    total = time.perf_counter() - t_all
+    _report(f"rows path (worker), {inserts} inserts of up to {flush_rows:,} rows", cost, n,
+            total)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,23 @@ and a human-readable detail. Pure: the receive time comes in as an argument.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from schemas.events import EVENT_ADAPTER, MAX_BATCH_EVENTS, CheckIn, Ping, VisitSubmission
+from schemas.events import (
+    EVENT_ADAPTER,
+    MAX_BATCH_EVENTS,
+    MAX_TIME,
+    MIN_TIME,
+    CheckIn,
+    Ping,
+    VisitSubmission,
+)
+from sinks.rows import EMPTY_FORM, EMPTY_TAGS, event_base_row
 
 AnyEvent = Ping | CheckIn | VisitSubmission
 
@@ -96,45 +106,49 @@ def validate_items(
         out.rejects.append(Reject(-1, "batch_too_large",
                                   f"{len(items)} events in one batch; at most {max_items}"))
         return out
-    ahead = dt.timedelta(seconds=limits.max_clock_ahead_s)
-    age = dt.timedelta(seconds=limits.max_event_age_s)
     for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            out.rejects.append(Reject(i, "invalid", f"event must be an object, got "
-                                      f"{type(item).__name__}", item))
-            continue
-        stamp: dt.datetime | None = received_at
-        if keep_received_at and item.get("received_at") is not None:
-            stamp = None  # validated from the item itself
+        res = _validate_one(i, item, received_at, limits, keep_received_at)
+        if isinstance(res, Reject):
+            out.rejects.append(res)
         else:
-            item = {**item, "received_at": received_at}
-        try:
-            ev = EVENT_ADAPTER.validate_python(item)
-        except ValidationError as exc:
-            out.rejects.append(Reject(i, "invalid", _first_error(exc), item,
-                                      _ident(item, "event_id"), _ident(item, "rep_id")))
-            continue
-        except (ValueError, TypeError, RecursionError, OverflowError) as exc:  # pathological
-            out.rejects.append(Reject(i, "invalid", f"{type(exc).__name__}: {exc}"[:300], item))
-            continue
-        rcv = stamp or ev.received_at or received_at
-        try:
-            too_new, too_old = ev.ts > rcv + ahead, ev.ts < rcv - age
-        except OverflowError:  # rcv +- the limits leaves the datetime range
-            too_new = too_old = False
-        if too_new:
-            out.rejects.append(Reject(i, "in_future", f"ts {ev.ts.isoformat()} is more than "
-                                      f"{limits.max_clock_ahead_s:.0f}s after received_at "
-                                      f"{rcv.isoformat()}", item, str(ev.event_id), ev.rep_id))
-            continue
-        if too_old:
-            out.rejects.append(Reject(i, "too_old", f"ts {ev.ts.isoformat()} is more than "
-                                      f"{limits.max_event_age_s:.0f}s before received_at "
-                                      f"{rcv.isoformat()}", item, str(ev.event_id), ev.rep_id))
-            continue
-        out.events.append(ev)
-        out.indexes.append(i)
+            out.events.append(res)
+            out.indexes.append(i)
     return out
+
+
+def _validate_one(i: int, item: Any, received_at: dt.datetime, limits: TimeLimits,
+                  keep_received_at: bool) -> AnyEvent | Reject:
+    """The pydantic validation of one item: the reference for every accept/reject decision
+    and the source of every reject reason."""
+    if not isinstance(item, dict):
+        return Reject(i, "invalid", f"event must be an object, got {type(item).__name__}", item)
+    stamp: dt.datetime | None = received_at
+    if keep_received_at and item.get("received_at") is not None:
+        stamp = None  # validated from the item itself
+    else:
+        item = {**item, "received_at": received_at}
+    try:
+        ev = EVENT_ADAPTER.validate_python(item)
+    except ValidationError as exc:
+        return Reject(i, "invalid", _first_error(exc), item,
+                      _ident(item, "event_id"), _ident(item, "rep_id"))
+    except (ValueError, TypeError, RecursionError, OverflowError) as exc:  # pathological
+        return Reject(i, "invalid", f"{type(exc).__name__}: {exc}"[:300], item)
+    rcv = stamp or ev.received_at or received_at
+    try:
+        too_new = ev.ts > rcv + dt.timedelta(seconds=limits.max_clock_ahead_s)
+        too_old = ev.ts < rcv - dt.timedelta(seconds=limits.max_event_age_s)
+    except OverflowError:  # rcv +- the limits leaves the datetime range
+        too_new = too_old = False
+    if too_new:
+        return Reject(i, "in_future", f"ts {ev.ts.isoformat()} is more than "
+                      f"{limits.max_clock_ahead_s:.0f}s after received_at "
+                      f"{rcv.isoformat()}", item, str(ev.event_id), ev.rep_id)
+    if too_old:
+        return Reject(i, "too_old", f"ts {ev.ts.isoformat()} is more than "
+                      f"{limits.max_event_age_s:.0f}s before received_at "
+                      f"{rcv.isoformat()}", item, str(ev.event_id), ev.rep_id)
+    return ev
 
 
 def parse_message(
@@ -146,3 +160,222 @@ def parse_message(
         assert reject is not None
         return IntakeResult(rejects=[reject])
     return validate_items(items, received_at, limits, max_items=None, keep_received_at=True)
+
+
+# -- the worker's row path: a fast check of the common case, pydantic for the rest ---------
+#
+# A ``telemetry.raw`` item that is an ordinary ping or check-in (canonical UUID, plain ids,
+# ISO times, in-range numbers, known enum values) is checked here with plain Python and
+# turned straight into its ``events`` row; anything else -- another kind, an unusual but
+# maybe valid spelling, or an invalid item -- goes through ``_validate_one`` (pydantic), so
+# every reject and its reason is exactly the reference's. The fast check only ever accepts,
+# and accepts only what pydantic accepts with the same values (tests/processors/
+# test_intake_fast.py compares the two on generated items).
+
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
+_IDENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,63}", re.ASCII)
+_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+                      r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])", re.ASCII)
+_PROVIDERS = frozenset({"gps", "network", "fused"})
+_ACTIONS = frozenset({"workday_start", "workday_end", "visit_start", "visit_end",
+                      "break_start", "break_end"})
+_VISIT_ACTIONS = frozenset({"visit_start", "visit_end"})
+_UTC = dt.UTC
+_CACHE_MAX = 50_000
+_idents: set[str] = set()  # identifiers seen valid (device and rep ids repeat)
+_times: dict[str, dt.datetime] = {}  # received_at strings (one per upload, repeated)
+
+
+def _ident_ok(v: object) -> bool:
+    if type(v) is not str:
+        return False
+    if v in _idents:
+        return True
+    if _IDENT_RE.fullmatch(v) is None:
+        return False
+    if len(_idents) >= _CACHE_MAX:
+        _idents.clear()
+    _idents.add(v)
+    return True
+
+
+def _utc_time(v: object) -> dt.datetime | None:
+    """An ISO-8601 time with an offset, in UTC and within the store's range; None: let
+    pydantic judge it."""
+    if type(v) is not str or _TIME_RE.fullmatch(v) is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(v)
+        if t.tzinfo is not _UTC:
+            t = t.astimezone(_UTC)
+    except (ValueError, OverflowError):
+        return None
+    if MIN_TIME <= t <= MAX_TIME:
+        return t
+    return None
+
+
+def _cached_time(v: str) -> dt.datetime | None:
+    t = _times.get(v)
+    if t is None:
+        t = _utc_time(v)
+        if t is not None:
+            if len(_times) >= _CACHE_MAX:
+                _times.clear()
+            _times[v] = t
+    return t
+
+
+_SLOW = object()  # "let pydantic judge this item"
+
+
+def _num(v: object, lo: float, hi: float) -> Any:
+    """A finite number within [lo, hi] as a float, or _SLOW (bool, str, NaN, out of range)."""
+    t = type(v)
+    if t is float:
+        if lo <= v <= hi:  # type: ignore[operator]
+            return v
+    elif t is int and lo <= v <= hi:  # type: ignore[operator]
+        return float(v)  # type: ignore[arg-type]
+    return _SLOW
+
+
+def _opt_num(item: dict[str, Any], key: str, lo: float, hi: float) -> Any:
+    v = item.get(key)
+    return None if v is None else _num(v, lo, hi)
+
+
+def _deltas(limits: TimeLimits) -> tuple[dt.timedelta, dt.timedelta]:
+    key = (limits.max_clock_ahead_s, limits.max_event_age_s)
+    d = _limit_deltas.get(key)
+    if d is None:
+        try:
+            d = (dt.timedelta(seconds=key[0]), dt.timedelta(seconds=key[1]))
+        except OverflowError:
+            d = (_NO_LIMIT, _NO_LIMIT)
+        _limit_deltas[key] = d
+    return d
+
+
+_NO_LIMIT = dt.timedelta.max
+_limit_deltas: dict[tuple[float, float], tuple[dt.timedelta, dt.timedelta]] = {}
+
+
+def fast_row(item: Any, received_at: dt.datetime, limits: TimeLimits) -> tuple[object, ...] | None:
+    """The ``events`` base row (see ``sinks.rows.event_base_row``; ``event_id`` as its
+    canonical string) of an ordinary valid ping or check-in; None for anything else.
+    ``received_at`` stands in when the item has none (the worker keeps ingest's stamp)."""
+    return _fast_row(item, received_at, *_deltas(limits))
+
+
+def _fast_row(item: Any, received_at: dt.datetime, ahead: dt.timedelta,
+              age: dt.timedelta) -> tuple[object, ...] | None:
+    if type(item) is not dict:
+        return None
+    get = item.get
+    kind = get("kind")
+    if kind != "ping" and kind != "check_in":
+        return None
+    eid = get("event_id")
+    if type(eid) is not str or len(eid) != 36 or _UUID_RE.fullmatch(eid) is None:
+        return None
+    dev, rep = get("device_id"), get("rep_id")
+    if not (_ident_ok(dev) and _ident_ok(rep)):
+        return None
+    ts = _utc_time(get("ts"))
+    if ts is None:
+        return None
+    rcv_in = get("received_at")
+    if rcv_in is None:
+        rcv = received_at
+    else:
+        rcv = _cached_time(rcv_in) if type(rcv_in) is str else None  # type: ignore[assignment]
+        if rcv is None:
+            return None
+    try:
+        if ts > rcv + ahead or ts < rcv - age:
+            return None  # pydantic's path writes the in_future/too_old reject
+    except OverflowError:
+        pass  # as the reference: no limit when it leaves the datetime range
+    if kind == "ping":
+        lat = _num(get("lat"), -90.0, 90.0)
+        lon = _num(get("lon"), -180.0, 180.0)
+        acc = _opt_num(item, "accuracy_m", 0.0, 100_000.0)
+        speed = _opt_num(item, "speed_mps", 0.0, 150.0)
+        heading = _opt_num(item, "heading_deg", 0.0, 360.0)
+        alt = _opt_num(item, "altitude_m", -1_000.0, 20_000.0)
+        batt = _opt_num(item, "battery_pct", 0.0, 100.0)
+        if (lat is _SLOW or lon is _SLOW or acc is _SLOW or speed is _SLOW or heading is _SLOW
+                or alt is _SLOW or batt is _SLOW):
+            return None
+        provider = get("provider")
+        if provider is not None and (type(provider) is not str or provider not in _PROVIDERS):
+            return None
+        is_mock = get("is_mock", False)
+        if type(is_mock) is not bool:
+            return None
+        return (eid, rep, dev, "ping", ts, rcv, lat, lon, acc, speed, heading, alt, batt,
+                provider, is_mock, None, None, None, None, None, None, "", EMPTY_FORM,
+                EMPTY_TAGS, 0, "", None, None, "")
+    action = get("action")
+    if type(action) is not str or action not in _ACTIONS:
+        return None
+    account_id, visit_id = get("account_id"), get("visit_id")
+    if account_id is None:
+        if action in _VISIT_ACTIONS:
+            return None
+    elif not _ident_ok(account_id):
+        return None
+    if visit_id is not None and not _ident_ok(visit_id):
+        return None
+    pos = get("position")
+    if pos is None:
+        lat = lon = acc = None
+    elif type(pos) is dict:
+        lat = _num(pos.get("lat"), -90.0, 90.0)
+        lon = _num(pos.get("lon"), -180.0, 180.0)
+        acc = _opt_num(pos, "accuracy_m", 0.0, 100_000.0)
+        if lat is _SLOW or lon is _SLOW or acc is _SLOW:
+            return None
+    else:
+        return None
+    return (eid, rep, dev, "check_in", ts, rcv, lat, lon, acc, None, None, None, None, None,
+            False, action, account_id, visit_id, None, None, None, "", EMPTY_FORM, EMPTY_TAGS,
+            0, "", None, None, "")
+
+
+@dataclass
+class RowBatch:
+    """Accepted events of many messages as ``events`` base rows (``event_id`` a string),
+    in order; ``models`` keeps the validated model of the rows that are not plain pings or
+    check-ins (visit submissions), by row position, for the enriched-topic encoding."""
+
+    rows: list[tuple[object, ...]] = field(default_factory=list)
+    models: dict[int, VisitSubmission] = field(default_factory=dict)
+
+
+def parse_message_rows(value: bytes | None, received_at: dt.datetime, limits: TimeLimits,
+                       out: RowBatch) -> list[Reject]:
+    """``parse_message`` for the worker: appends the accepted events of one message to
+    ``out`` as rows and returns the rejects. Same decisions and reasons as ``parse_message``."""
+    items, reject = decode_items(value)
+    if items is None:
+        assert reject is not None
+        return [reject]
+    rejects: list[Reject] = []
+    rows = out.rows
+    ahead, age = _deltas(limits)
+    for i, item in enumerate(items):
+        row = _fast_row(item, received_at, ahead, age)
+        if row is not None:
+            rows.append(row)
+            continue
+        res = _validate_one(i, item, received_at, limits, True)
+        if isinstance(res, Reject):
+            rejects.append(res)
+            continue
+        base = event_base_row(res, res.received_at or received_at)
+        if isinstance(res, VisitSubmission):
+            out.models[len(rows)] = res
+        rows.append((str(base[0]), *base[1:]))
+    return rejects

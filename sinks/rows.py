@@ -35,9 +35,28 @@ def _form_value(v: object) -> str:
     return orjson.dumps(v).decode()
 
 
+#: Columns of an event row before the enrichment columns (see ``event_base_row``).
+EVENT_BASE_COLUMNS = len(EVENT_COLUMN_NAMES) - 6
+#: Shared empty values of the map and array columns (never mutated).
+EMPTY_FORM: dict[str, str] = {}
+EMPTY_TAGS: list[str] = []
+
+
 def event_row(
     ev: Ping | CheckIn | VisitSubmission, received_at: dt.datetime, geo: Enrichment = _NO_GEO
 ) -> tuple[object, ...]:
+    return (
+        *event_base_row(ev, received_at),
+        geo.territory_id, geo.region, geo.in_assigned_territory, geo.account_id,
+        geo.account_distance_m, geo.geo_version,
+    )
+
+
+def event_base_row(
+    ev: Ping | CheckIn | VisitSubmission, received_at: dt.datetime
+) -> tuple[object, ...]:
+    """The columns of ``event_row`` before the six enrichment columns; ``event_id`` as in
+    the model (a UUID)."""
     lat = lon = acc = speed = heading = alt = batt = None
     provider = action = account_id = visit_id = None
     started = ended = outcome = currency = total = None
@@ -72,8 +91,6 @@ def event_row(
         lat, lon, acc, speed, heading, alt, batt, provider, is_mock,
         action, account_id, visit_id,
         started, ended, outcome, notes, form, tags, photo_count, photos, currency, total, lines,
-        geo.territory_id, geo.region, geo.in_assigned_territory, geo.account_id,
-        geo.account_distance_m, geo.geo_version,
     )
 
 

@@ -15,6 +15,7 @@ says ``degraded`` while a write is failing.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import threading
@@ -33,11 +34,14 @@ log = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]
 
 
-def _digest(rows: Sequence[Sequence[object]]) -> str:
+def _digest(ids: Sequence[object]) -> str:
+    """Digest of the rows' ids (their first column), in order."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(len(rows).to_bytes(8, "little"))
-    for r in rows:
-        first = r[0]
+    h.update(len(ids).to_bytes(8, "little"))
+    if ids and all(type(x) is str for x in ids):
+        h.update("\n".join(ids).encode())  # type: ignore[arg-type]
+        return h.hexdigest()
+    for first in ids:
         h.update(first.bytes if isinstance(first, uuid.UUID) else repr(first).encode())
     return h.hexdigest()
 
@@ -47,13 +51,41 @@ class _Pending:
     columns: Sequence[str]
     rows: list[Sequence[object]] = field(default_factory=list)
     ranges: dict[TopicPartition, list[int]] = field(default_factory=dict)
+    # Column-oriented data (add_columns): one list per column; rows added to the same table
+    # are appended to these at flush time.
+    cols: list[list[object]] | None = None
+    ticks: tuple[int, ...] = ()  # DateTime64(3) columns given as datetimes
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.rows) + (len(self.cols[0]) if self.cols else 0)
+
+    def columnar(self) -> list[list[object]]:
+        """Fold rows added next to column data into the columns; returns the columns."""
+        assert self.cols is not None
+        if self.rows:
+            for col, values in zip(self.cols, zip(*self.rows, strict=True), strict=True):
+                col.extend(values)
+            self.rows = []
+        return self.cols
 
     def token(self, table: str) -> str:
         spans = ",".join(f"{t}/{p}/{lo}-{hi}" for (t, p), (lo, hi) in sorted(self.ranges.items()))
         # Offsets alone are not an identity: a topic that is recreated (or an in-memory broker
         # that restarted) reuses them, and ClickHouse would silently drop the new batch as a
         # retry. A digest of the rows' ids (first column) makes the token name this content.
-        return f"{table}|{spans}|{_digest(self.rows)}"
+        ids = self.columnar()[0] if self.cols is not None else [r[0] for r in self.rows]
+        return f"{table}|{spans}|{_digest(ids)}"
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
+
+
+def _ticks_ms(values: Sequence[dt.datetime]) -> list[int]:
+    """DateTime64(3) ticks, as clickhouse-connect computes them (floor to the millisecond)."""
+    epoch, ms = _EPOCH, _MS
+    return [(v - epoch) // ms for v in values]
 
 
 @dataclass
@@ -107,6 +139,27 @@ class ClickHouseWriter:
         if pend is None:
             pend = self._pending[table] = _Pending(columns)
         pend.rows.extend(rows)
+        self._add_spans(pend, spans)
+
+    def add_columns(self, table: str, columns: Sequence[str], data: Sequence[Sequence[object]],
+                    spans: dict[TopicPartition, tuple[int, int]], *,
+                    ticks: Sequence[str] = ()) -> None:
+        """Column-oriented rows (one sequence per column, in ``columns`` order) from the given
+        source offset ranges. ``ticks`` names DateTime64(3) columns holding aware datetimes
+        (none None): a clickhouse-connect client gets them as integer ticks, which is
+        cheaper than its per-value conversion."""
+        pend = self._pending.get(table)
+        if pend is None:
+            pend = self._pending[table] = _Pending(columns)
+        if pend.cols is None:
+            pend.cols = [[] for _ in columns]
+            pend.ticks = tuple(list(columns).index(c) for c in ticks)
+        for col, values in zip(pend.cols, data, strict=True):
+            col.extend(values)
+        self._add_spans(pend, spans)
+
+    @staticmethod
+    def _add_spans(pend: _Pending, spans: dict[TopicPartition, tuple[int, int]]) -> None:
         for tp, (lo, hi) in spans.items():
             span = pend.ranges.get(tp)
             if span is None:
@@ -116,18 +169,35 @@ class ClickHouseWriter:
 
     @property
     def pending_rows(self) -> int:
-        return sum(len(p.rows) for p in self._pending.values())
+        return sum(p.n_rows for p in self._pending.values())
 
     def flush(self) -> int:
         """Write everything buffered; retry until stored. Returns the rows written."""
         written = 0
         for table in list(self._pending):
             pend = self._pending[table]
-            if pend.rows:
+            n = pend.n_rows
+            if n:
                 self._write_with_retry(table, pend)
-                written += len(pend.rows)
+                written += n
             del self._pending[table]
         return written
+
+    def _insert(self, table: str, pend: _Pending, settings: dict[str, object]) -> None:
+        if pend.cols is None:
+            self.client.insert(table, pend.rows, column_names=list(pend.columns),
+                               settings=settings)
+            return
+        cols = pend.columnar()
+        if not isinstance(self.client, Client):  # e.g. the `geotel store` client: rows only
+            self.client.insert(table, list(zip(*cols, strict=True)),
+                               column_names=list(pend.columns), settings=settings)
+            return
+        data: list[Sequence[object]] = list(cols)
+        for i in pend.ticks:
+            data[i] = _ticks_ms(cols[i])  # type: ignore[arg-type]
+        self.client.insert(table, data, column_names=list(pend.columns), settings=settings,
+                           column_oriented=True)
 
     def _write_with_retry(self, table: str, pend: _Pending) -> None:
         delay = self.retry_initial_s
@@ -138,11 +208,8 @@ class ClickHouseWriter:
                 if self.fault_file is not None and self.fault_file.exists():
                     raise SinkError(f"injected outage ({self.fault_file} exists)")
                 with self.lock:
-                    self.client.insert(
-                        table, pend.rows, column_names=list(pend.columns),
-                        settings={"async_insert": 0, "insert_deduplicate": 1,
-                                  "insert_deduplication_token": token},
-                    )
+                    self._insert(table, pend, {"async_insert": 0, "insert_deduplicate": 1,
+                                               "insert_deduplication_token": token})
             except Exception as exc:
                 self.stats.failures += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -151,13 +218,13 @@ class ClickHouseWriter:
                 if self._should_stop():
                     raise
                 log.warning("insert into %s failed (%s rows), retrying in %.1fs: %s",
-                            table, len(pend.rows), delay, self.stats.last_error)
+                            table, pend.n_rows, delay, self.stats.last_error)
                 self._sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)
                 continue
             self.stats.batches += 1
-            self.stats.rows += len(pend.rows)
-            self.stats.last_batch_rows = len(pend.rows)
+            self.stats.rows += pend.n_rows
+            self.stats.last_batch_rows = pend.n_rows
             self.stats.last_batch_s = self._clock() - started
             self.stats.failing_since = None
             self.stats.last_error = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import datetime as dt
 import logging
 import ssl
@@ -24,11 +25,11 @@ import faust
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from processors.intake import AnyEvent, Reject, TimeLimits, parse_message
+from processors.intake import Reject, RowBatch, TimeLimits, parse_message_rows
 from schemas.derived import DeadLetter, DeadLetterReason, Enrichment
-from sinks.rows import DEADLETTER_COLUMN_NAMES, EVENT_COLUMN_NAMES, deadletter_rows, event_row
+from sinks.rows import DEADLETTER_COLUMN_NAMES, EVENT_COLUMN_NAMES, deadletter_rows
 from sinks.writer import ClickHouseWriter
-from streams.enrich import Enricher, NullEnricher, encode_enriched_batches
+from streams.enrich import Enricher, NullEnricher, encode_enriched_rows
 from streams.geosets import GeoEnricher
 from streams.metrics import Metrics
 from streams.sessions import SessionStage
@@ -91,6 +92,29 @@ def make_faust_app(settings: Settings, *, web_enabled: bool = True,
         # One in-flight message per agent (faust-streaming issue 606): scale by partitions.
         agent_supervisor="mode.OneForOneSupervisor",
     )
+
+
+class _IntakeGroup:
+    """Prepared intake batches not yet stored: event base rows, enrichment columns, dead
+    letters, the source offset spans and the source events to ack once stored."""
+
+    __slots__ = ("dead", "geo", "models", "rows", "sources", "spans", "started", "stream",
+                 "timer")
+
+    def __init__(self, started: float, stream: Any) -> None:
+        self.started = started
+        self.stream = stream
+        self.timer: asyncio.TimerHandle | None = None
+        self.sources: list[Any] = []
+        self.rows: list[tuple[object, ...]] = []
+        self.geo: list[list[Any]] = [[] for _ in range(6)]
+        self.models: dict[int, Any] = {}
+        self.dead: list[tuple[DeadLetter, int]] = []
+        self.spans: dict[tuple[str, int], tuple[int, int]] = {}
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.rows)
 
 
 class Pipeline:
@@ -253,34 +277,87 @@ class Pipeline:
             self.metrics.sink_degraded.set(1 if any(w.degraded for w in writers) else 0)
 
     # -- intake ---------------------------------------------------------------------------
+    # Taken batches are prepared (validated, enriched, turned into rows) on the event loop
+    # and accumulated into a group; a group is stored (one insert per table, in the writer
+    # thread) and published when it holds ``flush_rows`` rows or is ``flush_interval_s``
+    # old, while the next group is prepared. Groups are stored in order, and the source
+    # messages of a group are acked only after its insert and its enriched-topic and
+    # dead-letter sends completed, so offsets are never committed past unwritten data.
     async def _intake_agent(self, stream: faust.StreamT) -> None:
         cfg = self.settings.worker
+        loop = asyncio.get_running_loop()
         # noack_take: we ack after the batch is stored (take() would ack on failure too).
         batches = stream.noack_take(  # type: ignore[attr-defined]
             cfg.batch_max_messages, cfg.batch_within_s)
-        async for events in batches:
-            await self.geo_ready()
-            try:
-                await self.process_raw_batch(events)  # type: ignore[arg-type]
-            except Exception as exc:
-                # Nothing of this batch is acked; say so loudly (/health "down", 503) so an
-                # orchestrator restarts the process rather than keeping a stalled worker.
-                self.fatal = f"intake: {type(exc).__name__}: {exc}"[:500]
-                log.critical("intake agent failed; the batch stays uncommitted: %r", exc)
-                raise
-            for ev in events:
-                await stream.ack(ev)  # type: ignore[arg-type]
+        self._group = None
+        self._inflight = collections.deque()
+        try:
+            async for events in batches:
+                await self.geo_ready()
+                self._raise_if_flush_failed()
+                group = self._group
+                if group is None:
+                    group = self._group = _IntakeGroup(loop.time(), stream)
+                    group.timer = loop.call_later(cfg.flush_interval_s, self._flush_due, group)
+                try:
+                    self._prepare(events, group)  # type: ignore[arg-type]
+                except Exception as exc:
+                    self._fail(exc)
+                    raise
+                if (group.n_rows >= cfg.flush_rows
+                        or loop.time() - group.started >= cfg.flush_interval_s):
+                    self._launch_flush()
+                # At most one group stored while the next one waits behind it: holding
+                # the agent here is the backpressure (a sink outage stops the intake).
+                while len(self._inflight) > 1:
+                    await asyncio.wait({self._inflight[0]})
+                    self._raise_if_flush_failed()
+        finally:
+            if self._group is not None and self._group.timer is not None:
+                self._group.timer.cancel()
+            self._group = None
 
-    async def process_raw_batch(self, events: Sequence[faust.EventT]) -> None:
-        """Validate, enrich, store and publish one batch of raw messages; returns when all of
-        it is stored and acknowledged by the broker (the caller then acks the sources)."""
-        assert self.writer is not None
-        loop = asyncio.get_running_loop()
-        valid: list[AnyEvent] = []
-        received: list[dt.datetime] = []
-        dead: list[tuple[DeadLetter, int]] = []
+    _group: _IntakeGroup | None = None
+    _inflight: collections.deque[asyncio.Task[None]] = collections.deque()
+
+    def _fail(self, exc: BaseException) -> None:
+        # Nothing of this batch is acked; say so loudly (/health "down", 503) so an
+        # orchestrator restarts the process rather than keeping a stalled worker.
+        if self.fatal is None:
+            self.fatal = f"intake: {type(exc).__name__}: {exc}"[:500]
+            log.critical("intake agent failed; the batch stays uncommitted: %r", exc)
+
+    def _raise_if_flush_failed(self) -> None:
+        q = self._inflight
+        while q and q[0].done():
+            task = q.popleft()
+            exc = None if task.cancelled() else task.exception()
+            if task.cancelled() or exc is not None:
+                raise exc or asyncio.CancelledError()
+
+    def _flush_due(self, group: _IntakeGroup) -> None:
+        """Timer: a group that stopped growing is stored ``flush_interval_s`` after it
+        started, however few rows it holds."""
+        if self._group is group:
+            self._launch_flush()
+
+    def _launch_flush(self) -> asyncio.Task[None] | None:
+        group, self._group = self._group, None
+        if group is None:
+            return None
+        if group.timer is not None:
+            group.timer.cancel()
+        prev = self._inflight[-1] if self._inflight else None
+        task = asyncio.get_running_loop().create_task(self._flush_group(group, prev))
+        self._inflight.append(task)
+        return task
+
+    def _prepare(self, events: Sequence[faust.EventT], group: _IntakeGroup) -> None:
+        """Validate and enrich one taken batch into ``group`` (CPU only, no I/O)."""
+        batch = RowBatch()
         now = dt.datetime.now(dt.UTC)
-        spans: dict[tuple[str, int], tuple[int, int]] = {}
+        spans = group.spans
+        events_in = self.metrics.events_in
         for event in events:
             msg = event.message
             tp = (msg.topic, msg.partition)
@@ -288,40 +365,88 @@ class Pipeline:
             # ingest endpoint wrote the message: replaying the topic derives the same result.
             fallback = (dt.datetime.fromtimestamp(msg.timestamp, dt.UTC)
                         if msg.timestamp else now)
-            res = parse_message(event.value, fallback, self.limits)  # type: ignore[arg-type]
-            valid.extend(res.events)
-            received.extend(e.received_at or fallback for e in res.events)
-            for rj in res.rejects:
-                dead.append((self._deadletter(rj, msg, event.value, now), rj.index))  # type: ignore[arg-type]
-            self.metrics.events_in.labels(topic=msg.topic).inc(len(res.events) + len(res.rejects))
-            span = spans.setdefault(tp, (msg.offset, msg.offset))
-            spans[tp] = (min(span[0], msg.offset), max(span[1], msg.offset))
+            before = len(batch.rows)
+            rejects = parse_message_rows(event.value, fallback, self.limits,  # type: ignore[arg-type]
+                                         batch)
+            for rj in rejects:
+                group.dead.append((self._deadletter(rj, msg, event.value, now),  # type: ignore[arg-type]
+                                   rj.index))
+            events_in.labels(topic=msg.topic).inc(len(batch.rows) - before + len(rejects))
+            span = spans.get(tp)
+            spans[tp] = ((msg.offset, msg.offset) if span is None
+                         else (min(span[0], msg.offset), max(span[1], msg.offset)))
+        # One lookup per taken batch: the whole batch sees one index version.
+        geo = self.enricher.enrich_rows(batch.rows)
+        base = len(group.rows)
+        for i, model in batch.models.items():
+            group.models[base + i] = model
+        group.rows.extend(batch.rows)
+        for col, values in zip(group.geo, geo, strict=True):
+            col.extend(values)
+        group.sources.extend(events)
 
-        geo = self.enricher.enrich(valid)
-        rows = [event_row(e, r, g) for e, r, g in zip(valid, received, geo, strict=True)]
-        self.writer.add_batch("events_all", EVENT_COLUMN_NAMES, rows, spans)
-        if dead:
-            self.writer.add_batch("deadletters", DEADLETTER_COLUMN_NAMES, deadletter_rows(dead),
-                                  spans)
+    async def _flush_group(self, group: _IntakeGroup,
+                           prev: asyncio.Task[None] | None) -> None:
+        """Store and publish one group after the one before it, then ack its sources."""
+        try:
+            if prev is not None:
+                await asyncio.wait({prev})
+                if prev.cancelled() or prev.exception() is not None:
+                    raise RuntimeError("an earlier intake batch failed; not acking this one")
+            await self._store_and_publish(group)
+            if group.stream is not None:
+                for ev in group.sources:
+                    await group.stream.ack(ev)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(exc)
+            raise
 
-        sends = []
-        for key, value in encode_enriched_batches(valid, geo):
-            sends.append(await self.enriched_topic.send(key=key, value=value))
-        for d, _ in dead:
-            self.metrics.deadletters.labels(reason=d.reason.value).inc()
-            dl_key = d.rep_id.encode() if d.rep_id else None
-            sends.append(await self.deadletter_topic.send(key=dl_key,
-                                                          value=d.model_dump_json().encode()))
-        if sends:
-            await asyncio.gather(*sends)
-        self.metrics.events_out.labels(topic=self.enriched_topic.get_topic_name()).inc(len(valid))
-        if dead:
-            self.metrics.events_out.labels(
-                topic=self.deadletter_topic.get_topic_name()).inc(len(dead))
+    async def _store_and_publish(self, group: _IntakeGroup) -> None:
+        assert self.writer is not None
+        loop = asyncio.get_running_loop()
         started = loop.time()
-        await loop.run_in_executor(self.ch_executor, self.writer.flush)
+        stored = loop.run_in_executor(self.ch_executor, self._store_group, group)
+        try:
+            sends = []
+            for key, value in encode_enriched_rows(group.rows, group.models, group.geo):
+                sends.append(await self.enriched_topic.send(key=key, value=value))
+            for d, _ in group.dead:
+                self.metrics.deadletters.labels(reason=d.reason.value).inc()
+                dl_key = d.rep_id.encode() if d.rep_id else None
+                sends.append(await self.deadletter_topic.send(
+                    key=dl_key, value=d.model_dump_json().encode()))
+            if sends:
+                await asyncio.gather(*sends)
+        finally:
+            await stored  # never leave the writer thread working on a group we gave up
         self.metrics.sink_batch_seconds.observe(loop.time() - started)
-        self.metrics.sink_batch_rows.observe(len(rows) + len(dead))
+        self.metrics.sink_batch_rows.observe(group.n_rows + len(group.dead))
+        self.metrics.events_out.labels(
+            topic=self.enriched_topic.get_topic_name()).inc(group.n_rows)
+        if group.dead:
+            self.metrics.events_out.labels(
+                topic=self.deadletter_topic.get_topic_name()).inc(len(group.dead))
+
+    def _store_group(self, group: _IntakeGroup) -> int:
+        """In the writer thread (the only user of ``self.writer``): one insert per table."""
+        assert self.writer is not None
+        if group.rows:
+            self.writer.add_columns("events_all", EVENT_COLUMN_NAMES,
+                                    [*zip(*group.rows, strict=True), *group.geo], group.spans,
+                                    ticks=("ts", "received_at"))
+        if group.dead:
+            self.writer.add_batch("deadletters", DEADLETTER_COLUMN_NAMES,
+                                  deadletter_rows(group.dead), group.spans)
+        return self.writer.flush()
+
+    async def process_raw_batch(self, events: Sequence[faust.EventT]) -> None:
+        """Validate, enrich, store and publish one batch of raw messages now; returns when all
+        of it is stored and acknowledged by the broker (the caller then acks the sources)."""
+        group = _IntakeGroup(asyncio.get_running_loop().time(), None)
+        self._prepare(events, group)
+        await self._store_and_publish(group)
 
     def _deadletter(self, rj: Reject, msg: Any, value: bytes | None,
                     now: dt.datetime) -> DeadLetter:

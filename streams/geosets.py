@@ -77,6 +77,47 @@ class GeoEnricher:
         return out
 
 
+    def enrich_rows(self, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        """The six enrichment columns of ``events`` (territory_id, region,
+        in_assigned_territory, geo account_id, account_distance_m, geo_version) for event
+        base rows (``sinks.rows.event_base_row``): one vectorised lookup, no object per event.
+        Rows without a position (lat None) get no enrichment (geo_version 0)."""
+        index = self.index  # one read: the whole batch sees one version
+        n = len(rows)
+        if index is None or not n:
+            return empty_geo_columns(n)
+        pos = [i for i, r in enumerate(rows) if r[6] is not None]
+        if not pos:
+            return empty_geo_columns(n)
+        lat = np.fromiter((rows[i][6] for i in pos), dtype=np.float64, count=len(pos))
+        lon = np.fromiter((rows[i][7] for i in pos), dtype=np.float64, count=len(pos))
+        res = index.lookup(lon, lat, rep_ids=[rows[i][1] for i in pos])
+        dist = res.account_distance_m
+        dist_obj = dist.astype(object)
+        dist_obj[np.isnan(dist)] = None
+        version = np.zeros(n, dtype=np.int64)
+        if len(pos) == n:
+            version[:] = index.version
+            return [res.territory_id.tolist(), res.region.tolist(),
+                    res.in_assigned_territory.tolist(), res.account_id.tolist(),
+                    dist_obj.tolist(), version.tolist()]
+        at = np.asarray(pos, dtype=np.intp)
+        version[at] = index.version
+        cols = []
+        for values in (res.territory_id, res.region, res.in_assigned_territory,
+                       res.account_id, dist_obj):
+            col = np.full(n, None, dtype=object)
+            col[at] = values
+            cols.append(col.tolist())
+        cols.append(version.tolist())
+        return cols
+
+
+def empty_geo_columns(n: int) -> list[list[Any]]:
+    """Enrichment columns of ``n`` events no index saw (geo_version 0)."""
+    return [[None] * n, [None] * n, [None] * n, [None] * n, [None] * n, [0] * n]
+
+
 def encode_set(kind: str, geojson: bytes, version: int, source: str) -> bytes:
     return orjson.dumps({"kind": kind, "version": version, "source": source,
                          "geojson_gz_b64": base64.b64encode(gzip.compress(geojson)).decode()})

@@ -115,6 +115,13 @@ class WorkerSettings(_Section):
                                     description="Kafka messages (uploads) taken per batch.")
     batch_within_s: float = Field(default=0.2, gt=0,
                                   description="Longest wait to fill a batch, seconds.")
+    flush_rows: int = Field(default=20_000, ge=1,
+                            description="Taken batches accumulate into one ClickHouse insert "
+                            "until they hold this many events (a chDB insert has a fixed "
+                            "cost of about 25 ms), stored while the next ones are prepared.")
+    flush_interval_s: float = Field(default=0.5, gt=0,
+                                    description="...or until the first of them is this old, "
+                                    "seconds: the bound on the delay it adds to freshness.")
     sink_retry_initial_s: float = Field(default=0.2, gt=0,
                                         description="First backoff after a failed sink write.")
     sink_retry_max_s: float = Field(default=10.0, gt=0, description="Longest sink backoff.")
