@@ -375,6 +375,20 @@ FROM rep_last_position_agg GROUP BY rep_id"""),
        uniqExactMerge(visit_starts) AS visit_starts
 FROM territory_hourly_agg GROUP BY territory, hour"""),
     ]),
+    Migration(5, "closed_rep_days: closed (and redacted) rep-days", [
+        Table(
+            "closed_rep_days",
+            [("rep_id", "LowCardinality(String)"), ("local_date", "Date"),
+             ("watermark", "DateTime64(3, 'UTC')"), ("mode", "LowCardinality(String)"),
+             ("decimals", "UInt8"), ("closed_at", "DateTime64(3, 'UTC')")],
+            engine="ReplacingMergeTree(closed_at)",
+            partition_by="toYYYYMM(local_date)",
+            order_by="(rep_id, local_date)",
+            comment="Rep-days closed by the sessions stage and how their off-duty positions "
+                    "were redacted (streams/privacy.py); the sweep redacts closed days "
+                    "missing here",
+        ),
+    ]),
 ]
 
 MIGRATIONS_TABLE = Table(

@@ -59,6 +59,15 @@ class PrivacySettings(BaseModel):
         "1 = about 11 km.")
     include_breaks: bool = Field(
         default=True, description="Treat breaks inside the work day as off duty too.")
+    sweep_interval_s: float = Field(
+        default=600.0, ge=0,
+        description="How often a worker looks for closed rep-days whose positions were "
+        "never redacted (closed while no worker ran, or the redaction failed) and redacts "
+        "them; also about a minute after start. 0 turns the sweep off.")
+    sweep_lookback_days: int = Field(
+        default=35, ge=1, le=3660,
+        description="Local days the sweep looks back over (older ones were redacted when "
+        "they closed, or are older than any accepted event).")
     admin_token: SecretStr | None = Field(
         default=None,
         description="Bearer token of the worker's POST /v1/admin/erase (secret); `geotel reps "
@@ -232,6 +241,102 @@ def _pos(col: str, mode: Mode, decimals: int) -> str:
     return f"{col} = NULL" if mode == "drop" else f"{col} = round({col}, {int(decimals)})"
 
 
+#: Longest redaction statement built. ClickHouse parses at most ``max_query_size`` bytes of
+#: a query (256 KiB by default), so a batch of rep-days is split into statements below this.
+MAX_STATEMENT_CHARS = 200_000
+#: Most reps in one statement (the per-row lookup grows with it).
+MAX_BATCH_REPS = 500
+_EVENT_EXTRA = ("accuracy_m = NULL, speed_mps = NULL, heading_deg = NULL, altitude_m = NULL, "
+                "geo_account_id = NULL, geo_account_distance_m = NULL")
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _ms(t: dt.datetime) -> int:
+    if t.tzinfo is None:
+        raise ValueError(f"naive datetime {t!r}: times are UTC-aware")
+    # floor, as sql_time truncates to the millisecond
+    return (t - _EPOCH) // dt.timedelta(milliseconds=1)
+
+
+def _ms_list(windows: Sequence[Window]) -> str:
+    return "[" + ",".join(f"({_ms(a)},{_ms(b)})" for a, b in windows) + "]"
+
+
+def redaction_batches(per_rep: Mapping[str, tuple[Sequence[Window], Sequence[Window] | None]],
+                      mode: Mode, decimals: int, *,
+                      segment_tables: Sequence[str] = ("segments_all",),
+                      max_chars: int = MAX_STATEMENT_CHARS) -> list[tuple[list[str], list[str]]]:
+    """ALTER ... UPDATE statements that redact many reps' stored positions at once.
+
+    ``per_rep`` maps a rep to its off-duty windows and, optionally, the same in the phone's
+    clock (:func:`event_time_windows`; the windows themselves when ``None``). Returns
+    ``(reps, statements)`` batches, each one statement per table for many reps, under
+    ``max_chars``: N rep-days cost a handful of mutations instead of four or more each.
+    Same rules as :func:`redaction_statements`; the windows are constant arrays (epoch
+    milliseconds) looked up by rep, which ClickHouse analyses much faster than an OR of
+    per-rep conditions.
+    """
+    if mode == "keep":
+        return []
+    items: list[tuple[str, list[Window], list[Window], str, str]] = []
+    for rep, (windows, event_windows) in per_rep.items():
+        w = _merge(windows)
+        if not w:
+            continue
+        ew = (_merge(event_windows) if event_windows is not None else []) or w
+        items.append((rep, w, ew, _ms_list(w), _ms_list(ew)))
+    groups: list[list[tuple[str, list[Window], list[Window], str, str]]] = []
+    size = 0
+    for it in items:
+        n = len(sql_str(it[0])) + max(len(it[3]), len(it[4])) + 4
+        if groups and size + n + 1000 <= max_chars and len(groups[-1]) < MAX_BATCH_REPS:
+            groups[-1].append(it)
+            size += n
+        else:
+            groups.append([it])
+            size = n
+    out = []
+    pos = f"{_pos('lat', mode, decimals)}, {_pos('lon', mode, decimals)}"
+    for g in groups:
+        reps = [it[0] for it in g]
+        names = "[" + ",".join(sql_str(r) for r in reps) + "]"
+        idx = f"indexOf({names}, rep_id)"
+        w_of = f"arrayElement([{','.join(it[3] for it in g)}], {idx})"
+        ew_of = f"arrayElement([{','.join(it[4] for it in g)}], {idx})"
+        ev_lo = sql_time(min(it[2][0][0] for it in g))
+        ev_hi = sql_time(max(it[2][-1][1] for it in g))
+        lo = sql_time(min(it[1][0][0] for it in g))
+        hi = sql_time(max(it[1][-1][1] for it in g))
+
+        def instant(col: str, windows: str) -> str:
+            return (f"arrayExists(w -> toUnixTimestamp64Milli({col}) >= w.1 "
+                    f"AND toUnixTimestamp64Milli({col}) < w.2, {windows})")
+
+        # interval_is_off_duty: at least half of [start, end) in the windows; an instant
+        # (end <= start) when it lies in one
+        s, e = "toUnixTimestamp64Milli(start)", "toUnixTimestamp64Milli(`end`)"
+        interval = (f"if(`end` > start, 2 * arraySum(w -> greatest(0, least({e}, w.2) - "
+                    f"greatest({s}, w.1)), {w_of}) >= {e} - {s}, {instant('start', w_of)})")
+        stmts = [f"ALTER TABLE events_all UPDATE {pos}, {_EVENT_EXTRA} "
+                 f"WHERE has({names}, rep_id) AND kind IN ('ping', 'check_in') "
+                 f"AND ts >= {ev_lo} AND ts < {ev_hi} AND {instant('ts', ew_of)}"]
+        stmts += [f"ALTER TABLE {table} UPDATE {pos}, place_distance_m = NULL, "
+                  f"place_id = if(kind = 'stop', NULL, place_id), "
+                  f"place_kind = if(kind = 'stop', NULL, place_kind) "
+                  f"WHERE has({names}, rep_id) AND start < {hi} AND `end` >= {lo} "
+                  f"AND {interval}" for table in segment_tables]
+        # a transition's `at` is its fix's own ts (not clock-corrected), like events
+        tr_when = (f"has({names}, rep_id) AND at >= {ev_lo} AND at < {ev_hi} "
+                   f"AND {instant('at', ew_of)}")
+        stmts.append("ALTER TABLE transitions_all DELETE WHERE kind IN ('account_arrive', "
+                     f"'account_leave') AND {tr_when}")
+        stmts.append(f"ALTER TABLE transitions_all UPDATE {pos} WHERE {tr_when}")
+        out.append((reps, stmts))
+    return out
+
+
 def redaction_statements(rep_id: str, windows: Sequence[Window], mode: Mode,
                          decimals: int, *,
                          event_windows: Sequence[Window] | None = None) -> list[str]:
@@ -248,7 +353,8 @@ def redaction_statements(rep_id: str, windows: Sequence[Window], mode: Mode,
 
     ``rep_last_position_agg`` is refreshed separately (:func:`last_position_statements`):
     it holds the latest ping, which is on duty or replaced by the next ping, except when a
-    rep's last ping before going idle was off duty.
+    rep's last ping before going idle was off duty. For many reps at once (what the
+    worker runs) see :func:`redaction_batches`.
     """
     if mode == "keep" or not windows:
         return []
@@ -276,17 +382,18 @@ def redaction_statements(rep_id: str, windows: Sequence[Window], mode: Mode,
     return [events, segments, accounts, territories]
 
 
-def last_position_statements(rep_id: str) -> list[str]:
-    """Rebuild one rep's row of ``rep_last_position_agg`` from the (redacted) events.
+def last_position_statements(rep_id: str | Sequence[str]) -> list[str]:
+    """Rebuild reps' rows of ``rep_last_position_agg`` from the (redacted) events.
 
     The rollup's states are written at insert time and mutations of ``events_all`` do not
     reach them, so when the latest stored ping of a rep lies in a redacted window (a rep
     idle since an off-duty ping), its row is deleted and re-aggregated. Aggregates are
     argMax, so a concurrent insert of the materialized view cannot be double-counted.
     """
-    rep = sql_str(rep_id)
+    reps = [rep_id] if isinstance(rep_id, str) else list(rep_id)
+    names = "(" + ", ".join(sql_str(r) for r in reps) + ")"
     return [
-        f"ALTER TABLE rep_last_position_agg DELETE WHERE rep_id = {rep}",
+        f"ALTER TABLE rep_last_position_agg DELETE WHERE rep_id IN {names}",
         f"""INSERT INTO rep_last_position_agg SELECT rep_id,
        max(ts) AS last_ts,
        argMaxState(assumeNotNull(lat), ts) AS last_lat,
@@ -294,7 +401,7 @@ def last_position_statements(rep_id: str) -> list[str]:
        argMaxState(CAST(accuracy_m, 'Nullable(Float32)'), ts) AS last_accuracy_m,
        argMaxState(CAST(territory_id, 'Nullable(String)'), ts) AS last_territory_id
 FROM events_all
-WHERE rep_id = {rep} AND kind = 'ping' AND lat IS NOT NULL AND NOT is_mock
+WHERE rep_id IN {names} AND kind = 'ping' AND lat IS NOT NULL AND NOT is_mock
 GROUP BY rep_id""",
     ]
 
@@ -315,6 +422,8 @@ def open_day_rows(rows: Sequence[dict[str, Any]], tz: str | ZoneInfo,
     late = dt.timedelta(seconds=lateness_s)
 
     def is_open(r: dict[str, Any]) -> bool:
+        if r["kind"] == "ping" and r.get("lat") is None:
+            return False  # positions removed by `drop`: only a closed day has such pings
         when = r["started_at"] if r["kind"] == "visit_submission" else r["ts"]
         return day_bounds(when.astimezone(zone).date(), zone)[1] + late > wm
 
@@ -322,6 +431,15 @@ def open_day_rows(rows: Sequence[dict[str, Any]], tz: str | ZoneInfo,
 
 
 # -- at close (ClickHouse) ------------------------------------------------------------------
+#: One row per rep-day that closed, with how it was redacted (sinks/migrations.py). The
+#: sweep redacts closed rep-days without a row (or with a weaker mode); a rebuilt session
+#: state starts at the newest ``watermark`` of its rep, so a closed day is not re-opened.
+CLOSED_DAYS_TABLE = "closed_rep_days"
+CLOSED_DAYS_COLUMNS = ["rep_id", "local_date", "watermark", "mode", "decimals", "closed_at"]
+#: (rep, date) pairs per windows query.
+_PAIRS_PER_QUERY = 2000
+
+
 def _aware(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v.replace(tzinfo=dt.UTC) if isinstance(v, dt.datetime) and v.tzinfo is None
             else v for k, v in row.items()}
@@ -332,54 +450,216 @@ def _rows(client: Any, sql: str) -> list[dict[str, Any]]:
     return [_aware(dict(zip(res.column_names, r, strict=True))) for r in res.result_rows]
 
 
+def _pairs_sql(pairs: Sequence[tuple[str, dt.date]]) -> str:
+    return "(rep_id, local_date) IN (" + ", ".join(
+        f"({sql_str(r)}, '{d.isoformat()}')" for r, d in pairs) + ")"
+
+
+def closed_day_windows_many(client: Any, closed: Mapping[str, tuple[str, Sequence[dt.date]]],
+                            include_breaks: bool
+                            ) -> dict[str, dict[dt.date, tuple[list[Window], list[Window]]]]:
+    """Per rep and day: the off-duty windows from the stored final summary and breaks, and
+    the same in the phone's clock (for events). ``closed`` maps a rep to its time zone
+    (for a day without a stored summary) and days. A few queries for any number of days."""
+    pairs = [(rep, d) for rep, (_, days) in closed.items() for d in days]
+    summaries: dict[tuple[str, dt.date], RepDay] = {}
+    breaks: dict[tuple[str, dt.date], list[Segment]] = {}
+    for i in range(0, len(pairs), _PAIRS_PER_QUERY):
+        where = _pairs_sql(pairs[i:i + _PAIRS_PER_QUERY])
+        for r in _rows(client, f"SELECT * FROM rep_daily WHERE {where}"):
+            summaries[(r["rep_id"], r["local_date"])] = RepDay.model_validate(r)
+        for r in _rows(client, f"SELECT * FROM segments WHERE {where} AND kind = 'break'"):
+            breaks.setdefault((r["rep_id"], r["local_date"]), []).append(
+                Segment.model_validate(r))
+    out: dict[str, dict[dt.date, tuple[list[Window], list[Window]]]] = {}
+    for rep, d in pairs:
+        summary = summaries.get((rep, d))
+        bounds = day_bounds(d, summary.tz if summary is not None else closed[rep][0])
+        segs = breaks.get((rep, d), [])
+        out.setdefault(rep, {})[d] = (
+            off_duty_windows(summary, segs, bounds, include_breaks),
+            event_time_windows(summary, segs, bounds, include_breaks))
+    return out
+
+
 def closed_day_windows(client: Any, rep_id: str, tz: str, days: Sequence[dt.date],
                        include_breaks: bool) -> dict[dt.date, tuple[list[Window], list[Window]]]:
-    """Per day: the off-duty windows from the stored final summary and breaks, and the
-    same in the phone's clock (for events)."""
-    dates = "(" + ",".join(f"'{d.isoformat()}'" for d in days) + ")"
-    where = f"rep_id = {sql_str(rep_id)} AND local_date IN {dates}"
-    summaries = {r["local_date"]: RepDay.model_validate(r)
-                 for r in _rows(client, f"SELECT * FROM rep_daily WHERE {where}")}
-    breaks: dict[dt.date, list[Segment]] = {}
-    for r in _rows(client, f"SELECT * FROM segments WHERE {where} AND kind = 'break'"):
-        breaks.setdefault(r["local_date"], []).append(Segment.model_validate(r))
-    out = {}
-    for d in days:
-        summary = summaries.get(d)
-        bounds = day_bounds(d, summary.tz if summary is not None else tz)
-        segs = breaks.get(d, [])
-        out[d] = (off_duty_windows(summary, segs, bounds, include_breaks),
-                  event_time_windows(summary, segs, bounds, include_breaks))
-    return out
+    """:func:`closed_day_windows_many` for one rep."""
+    return closed_day_windows_many(client, {rep_id: (tz, days)}, include_breaks).get(rep_id, {})
+
+
+def _segment_tables(client: Any) -> list[str]:
+    """``segments_all`` and, where a migration created it, ``segments_current``."""
+    names = {r[0] for r in client.query(
+        "SELECT name FROM system.tables WHERE database = currentDatabase() "
+        "AND name IN ('segments_all', 'segments_current')").result_rows}
+    return [t for t in ("segments_all", "segments_current") if t in names] or ["segments_all"]
+
+
+def _utc(v: Any) -> dt.datetime | None:
+    if not isinstance(v, dt.datetime):
+        return None
+    v = v.replace(tzinfo=dt.UTC) if v.tzinfo is None else v
+    return v if v.year > 1970 else None
+
+
+def redact_rep_days(client: Any, closed: Mapping[str, tuple[str, Sequence[dt.date]]],
+                    privacy: PrivacySettings, *, lock: threading.Lock | None = None,
+                    watermarks: Mapping[str, dt.datetime] | None = None,
+                    max_chars: int = MAX_STATEMENT_CHARS) -> int:
+    """Redact the stored off-duty positions of many closed rep-days and record them in
+    ``closed_rep_days``; return the statements run (mutations, and the re-aggregation of
+    ``rep_last_position_agg`` where needed).
+
+    ``closed`` maps a rep to its time zone and closed days; ``watermarks`` the watermark
+    that closed them (recorded; the day's end when not given). The statements are batched
+    (:func:`redaction_batches`): a few mutations per table for any number of rep-days. The
+    lock is taken per batch, so other writers interleave. Idempotent: running it twice
+    changes nothing. Call it after the days' last update was written (blocking: run it in
+    the ClickHouse executor).
+    """
+    closed = {rep: (tz, sorted(set(days))) for rep, (tz, days) in closed.items() if days}
+    if not closed:
+        return 0
+    mode = privacy.off_duty_positions
+    lock_cm = lock or nullcontext()
+    per_day: dict[str, dict[dt.date, tuple[list[Window], list[Window]]]] = {}
+    batches: list[tuple[list[str], list[str]]] = []
+    if mode != "keep":
+        with lock_cm:
+            per_day = closed_day_windows_many(client, closed, privacy.include_breaks)
+            seg_tables = _segment_tables(client)
+        per_rep = {rep: ([w for ws, _ in days.values() for w in ws],
+                         [w for _, ws in days.values() for w in ws])
+                   for rep, days in per_day.items()}
+        batches = redaction_batches(per_rep, mode, privacy.coarsen_decimals,
+                                    segment_tables=seg_tables, max_chars=max_chars)
+    batched = {r for reps, _ in batches for r in reps}
+    # reps without a window (nothing off duty) only get their marker rows
+    batches += [([r for r in closed if r not in batched], [])]
+    decimals = privacy.coarsen_decimals if mode == "coarsen" else 0
+    statements = 0
+    for reps, stmts in batches:
+        if not reps:
+            continue
+        with lock_cm:
+            if stmts:
+                names = "(" + ", ".join(sql_str(r) for r in reps) + ")"
+                last = client.query("SELECT rep_id, max(last_ts) FROM rep_last_position_agg "
+                                    f"WHERE rep_id IN {names} GROUP BY rep_id").result_rows
+                stale = []
+                for rep, ts in last:
+                    t = _utc(ts)
+                    ev_windows = [w for _, ws in per_day.get(rep, {}).values() for w in ws]
+                    if t is not None and in_windows(t, ev_windows):
+                        stale.append(rep)
+                if stale:
+                    stmts = stmts + last_position_statements(stale)
+                for sql in stmts:
+                    client.command(sql, settings=MUTATION_SETTINGS)
+                statements += len(stmts)
+            now = dt.datetime.now(dt.UTC)
+            rows = []
+            for rep in reps:
+                tz, days = closed[rep]
+                for d in days:
+                    end = day_bounds(d, tz)[1]
+                    wm = (watermarks or {}).get(rep) or end
+                    rows.append([rep, d, max(wm, end), mode, decimals, now])
+            client.insert(CLOSED_DAYS_TABLE, rows, column_names=CLOSED_DAYS_COLUMNS,
+                          settings={"async_insert": 0})
+    log.info("closed %d rep-days of %d reps (%s): %d statements", sum(
+        len(d) for _, d in closed.values()), len(closed), mode, statements)
+    return statements
 
 
 def redact_closed_days(client: Any, rep_id: str, tz: str, days: Sequence[dt.date],
                        privacy: PrivacySettings, *,
                        lock: threading.Lock | None = None) -> int:
-    """Redact the stored off-duty positions of closed rep-days; return statements run.
+    """Redact the stored off-duty positions of one rep's closed days; return statements run
+    (:func:`redact_rep_days` for one rep)."""
+    return redact_rep_days(client, {rep_id: (tz, days)}, privacy, lock=lock)
 
-    Call it after the days' last update was written (blocking: run it in the ClickHouse
-    executor). ``tz`` is the rep's time zone, used for a day without a stored summary.
+
+def closed_watermarks(client: Any, reps: Sequence[str]) -> dict[str, dt.datetime]:
+    """The newest watermark that closed a day of each rep (reps without one are absent): a
+    rebuilt session state starts there, so late events of a closed day stay ``too_late``."""
+    out: dict[str, dt.datetime] = {}
+    for i in range(0, len(reps), 1000):
+        names = "(" + ", ".join(sql_str(r) for r in reps[i:i + 1000]) + ")"
+        for rep, wm in client.query(f"SELECT rep_id, max(watermark) FROM {CLOSED_DAYS_TABLE} "
+                                    f"WHERE rep_id IN {names} GROUP BY rep_id").result_rows:
+            t = _utc(wm)
+            if t is not None:
+                out[rep] = t
+    return out
+
+
+def unredacted_closed_days(client: Any, privacy: PrivacySettings, lateness_s: float, *,
+                           clock: Any = None, lookback_days: int | None = None,
+                           limit: int = 20_000
+                           ) -> dict[str, tuple[str, list[dt.date], dt.datetime]]:
+    """Closed rep-days of ``rep_daily`` that have no ``closed_rep_days`` row for the current
+    mode (never redacted: closed while no worker ran, or the redaction failed; or redacted
+    in a weaker mode): rep -> (time zone, days, the watermark that closes them).
+
+    A day is closed when its local end is ``lateness_s`` behind the rep's watermark: the
+    newest stored ping of the rep (``rep_last_position_agg``), or ``clock(rep)`` when that
+    is later (the session stage's idle clock, see streams/sessions.py); ``clock`` may
+    return ``None``. Only days of the last ``lookback_days`` are looked at; at most
+    ``limit`` rep-days are returned per call.
     """
     mode = privacy.off_duty_positions
-    if mode == "keep" or not days:
-        return 0
+    if mode == "keep":
+        return {}
+    if mode == "drop":
+        done = "mode = 'drop'"
+    else:
+        done = f"mode = 'drop' OR (mode = 'coarsen' AND decimals <= {privacy.coarsen_decimals})"
+    lookback = privacy.sweep_lookback_days if lookback_days is None else lookback_days
+    sql = f"""
+SELECT d.rep_id AS rep_id, d.local_date AS local_date, d.tz AS tz, w.wm AS wm
+FROM (SELECT rep_id, local_date, tz FROM rep_daily
+      WHERE local_date >= today() - {int(lookback)} AND local_date < today()) AS d
+LEFT JOIN (SELECT rep_id, max(last_ts) AS wm FROM rep_last_position_agg GROUP BY rep_id) AS w
+       ON d.rep_id = w.rep_id
+WHERE (d.rep_id, d.local_date) NOT IN (SELECT rep_id, local_date
+                                       FROM {CLOSED_DAYS_TABLE} FINAL WHERE {done})
+ORDER BY d.local_date, d.rep_id"""
+    late = dt.timedelta(seconds=lateness_s)
+    out: dict[str, tuple[str, list[dt.date], dt.datetime]] = {}
+    n = 0
+    for rep, day, tz, wm in client.query(sql).result_rows:
+        marks = [t for t in (_utc(wm), clock(rep) if clock is not None else None)
+                 if t is not None]
+        if not marks:
+            continue
+        mark = max(marks)
+        if day_bounds(day, tz)[1] + late > mark:
+            continue
+        entry = out.setdefault(rep, (tz, [], mark))
+        entry[1].append(day)
+        n += 1
+        if n >= limit:
+            break
+    return out
+
+
+def sweep_closed_days(client: Any, privacy: PrivacySettings, lateness_s: float, *,
+                      clock: Any = None, skip: Any = None,
+                      lock: threading.Lock | None = None) -> tuple[int, int]:
+    """Redact closed rep-days that were never redacted (:func:`unredacted_closed_days`);
+    ``skip(rep)`` leaves a rep out (one whose open days a session stage holds). Returns
+    (rep-days, mutations). Idempotent and safe to run from several workers at once."""
     with lock or nullcontext():
-        per_day = closed_day_windows(client, rep_id, tz, days, privacy.include_breaks)
-        windows = [w for ws, _ in per_day.values() for w in ws]
-        event_windows = [w for _, ws in per_day.values() for w in ws]
-        stmts = redaction_statements(rep_id, windows, mode, privacy.coarsen_decimals,
-                                     event_windows=event_windows)
-        last = client.query(
-            f"SELECT max(last_ts) FROM rep_last_position_agg WHERE rep_id = {sql_str(rep_id)}"
-        ).result_rows
-        last_ts = last[0][0] if last and last[0][0] is not None else None
-        if isinstance(last_ts, dt.datetime) and last_ts.tzinfo is None:
-            last_ts = last_ts.replace(tzinfo=dt.UTC)
-        if last_ts is not None and last_ts.year > 1970 and in_windows(last_ts, event_windows):
-            stmts += last_position_statements(rep_id)
-        for sql in stmts:
-            client.command(sql, settings=MUTATION_SETTINGS)
-    log.info("redacted off-duty positions of %s on %s (%s)", rep_id,
-             ", ".join(d.isoformat() for d in days), mode)
-    return len(stmts)
+        found = unredacted_closed_days(client, privacy, lateness_s, clock=clock)
+    if skip is not None:
+        found = {r: v for r, v in found.items() if not skip(r)}
+    if not found:
+        return 0, 0
+    mutations = redact_rep_days(client, {r: (tz, days) for r, (tz, days, _) in found.items()},
+                                privacy, lock=lock,
+                                watermarks={r: wm for r, (_, _, wm) in found.items()})
+    days = sum(len(d) for _, d, _ in found.values())
+    log.warning("privacy sweep: redacted %d closed rep-days that had not been redacted", days)
+    return days, mutations

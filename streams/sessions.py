@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import orjson
+from aiokafka.partitioner import murmur2
 from pydantic import TypeAdapter, ValidationError
 
 from geo import GeoIndex
@@ -48,13 +49,15 @@ from sinks.rows import (
 )
 from sinks.writer import ClickHouseWriter
 from streams.privacy import (
+    closed_watermarks,
     day_bounds,
     event_time_windows,
     off_duty_windows,
     open_day_rows,
-    redact_closed_days,
+    redact_rep_days,
     redact_segments_for_topic,
     redact_transitions_for_topic,
+    sweep_closed_days,
 )
 
 log = logging.getLogger(__name__)
@@ -111,6 +114,12 @@ WHERE e.rep_id IN {reps}
                            AND rep_id IN {reps})
 """
 
+#: How often the timer looks for idle reps whose days can close, seconds.
+IDLE_CHECK_INTERVAL_S = 5.0
+#: The first privacy sweep runs this long after the stage starts (then every
+#: ``privacy.sweep_interval_s``).
+SWEEP_FIRST_AFTER_S = 60.0
+
 
 def _sql_list(values: Sequence[str]) -> str:
     return "(" + ",".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -138,6 +147,13 @@ class SessionStage:
         self.writer.lock = pipeline.writer.lock  # one chDB client lock for all writers
         self.rebuilt_reps = 0
         self.derivations = 0
+        # idle reps' days (see close_idle): event-time progress per telemetry.enriched
+        # partition, and when the idle check and the privacy sweep run next
+        self.partition_clock: dict[int, dt.datetime] = {}
+        self.idle_closed_days = 0
+        self.swept_days = 0
+        self._next_idle_check = 0.0
+        self._next_sweep: float | None = None
 
     # -- the agent ------------------------------------------------------------------------
     async def run(self, stream: Any) -> None:
@@ -155,11 +171,18 @@ class SessionStage:
                     raise
 
     async def tick(self) -> None:
-        """Timer: derive what waited for the interval when no new batch came."""
+        """Timer: derive what waited for the interval when no new batch came; close the
+        days of idle reps (:meth:`close_idle`); now and then sweep closed rep-days that were
+        never redacted (:meth:`sweep`)."""
         if self.stream is None or self.lock.locked():
             return
         async with self.lock:
             await self.derive_due(force=False)
+            mono = time.monotonic()
+            if mono >= self._next_idle_check:
+                self._next_idle_check = mono + IDLE_CHECK_INTERVAL_S
+                await self.close_idle()
+            await self._sweep_due(mono)
 
     async def add_batch(self, events: Sequence[Any]) -> None:
         by_rep: dict[str, list[Any]] = {}
@@ -213,6 +236,7 @@ class SessionStage:
         updates: list[RepDayUpdate] = []
         transitions: list[Any] = []
         closed: dict[str, tuple[str, list[dt.date]]] = {}
+        watermarks: dict[str, dt.datetime] = {}
         for rep, state in self.states.items():
             if not state.dirty:
                 continue
@@ -240,25 +264,173 @@ class SessionStage:
             days = state.close_days()
             if days:
                 closed[rep] = (str(state.tz), days)
+                if state.watermark is not None:
+                    watermarks[rep] = state.watermark
         if updates:
             await self._publish(updates, transitions)  # final rows first, then redaction
-        if closed and priv.off_duty_positions != "keep":
-            await self._redact(closed)
+        if closed:
+            await self._redact(closed, watermarks)
         await self._ack_clean()
         self._evict()
 
-    async def _redact(self, closed: dict[str, tuple[str, list[dt.date]]]) -> None:
-        """Closed rep-days: their stored off-duty positions lose precision (docs/privacy.md).
-        A failure is logged and retried at the next close of the rep, never fatal."""
+    async def _redact(self, closed: dict[str, tuple[str, list[dt.date]]],
+                      watermarks: dict[str, dt.datetime] | None = None) -> bool:
+        """Closed rep-days: their stored off-duty positions lose precision (docs/privacy.md),
+        and they are recorded in ``closed_rep_days`` (with the watermark that closed them).
+        All of them in a few batched mutations. A failure is logged, never fatal: the sweep
+        redacts the days later. Returns whether it succeeded."""
         loop = asyncio.get_running_loop()
         priv = self.p.settings.privacy
-        for rep, (tz, days) in closed.items():
-            try:
-                await loop.run_in_executor(self.p.ch_executor, functools.partial(
-                    redact_closed_days, self.p.clickhouse, rep, tz, days, priv,
-                    lock=self.writer.lock))
-            except Exception as exc:
-                log.error("privacy redaction of %s %s failed: %r", rep, days, exc)
+        try:
+            await loop.run_in_executor(self.p.ch_executor, functools.partial(
+                redact_rep_days, self.p.clickhouse, closed, priv, lock=self.writer.lock,
+                watermarks=watermarks))
+        except Exception as exc:
+            log.error("privacy redaction of %d closed rep-days failed (the sweep retries): "
+                      "%r", sum(len(d) for _, d in closed.values()), exc)
+            return False
+        return True
+
+    # -- idle reps and the privacy sweep ---------------------------------------------------
+    def idle_clock(self, rep: str) -> dt.datetime | None:
+        """The watermark an idle rep is given: the event-time progress of its
+        telemetry.enriched partition (the newest watermark of any rep seen there) minus
+        ``max_future_s``, the most a phone's clock may run ahead of the server and still
+        count. ``None`` while nothing was seen on the partition.
+
+        Event time, not the wall clock: a worker that lags behind its partition, or a
+        consumer group replaying the topics, closes days only as far as the events it has
+        read, so no day closes while events of the rep that could still be on time wait
+        unread behind it."""
+        part = self.rep_partition.get(rep)
+        if part is None:
+            part = self._partition_of(rep)
+        clock = self.partition_clock.get(part) if part is not None else None
+        if clock is None:
+            return None
+        return clock - dt.timedelta(seconds=self.params.max_future_s)
+
+    def _advance_partition_clocks(self) -> None:
+        for rep, state in self.states.items():
+            part, wm = self.rep_partition.get(rep), state.watermark
+            if part is None or wm is None:
+                continue
+            cur = self.partition_clock.get(part)
+            if cur is None or wm > cur:
+                self.partition_clock[part] = wm
+
+    async def close_idle(self) -> int:
+        """Close the days of reps that stopped uploading.
+
+        A rep-day closes when its local end is ``lateness_s`` behind the rep's watermark,
+        which only the rep's own events move. An idle rep's watermark is moved up to
+        :meth:`idle_clock` when that closes one of its days (never otherwise: a higher
+        watermark also rejects older late events); the closed days are redacted and
+        recorded, and the emptied state is evicted (a rebuild restores its watermark from
+        ``closed_rep_days``, so a closed day is never re-opened). Under the lateness rule
+        the rep's events of those days would be ``too_late`` had it uploaded anything
+        current, so none can still legitimately arrive. Returns the days closed."""
+        self._advance_partition_clocks()
+        late = dt.timedelta(seconds=self.params.lateness_s)
+        closed: dict[str, tuple[str, list[dt.date]]] = {}
+        watermarks: dict[str, dt.datetime] = {}
+        for rep, state in self.states.items():
+            if state.dirty or state.is_empty:
+                continue  # dirty: derive_due closes its days after deriving
+            clock = self.idle_clock(rep)
+            if clock is None or (state.watermark is not None and clock <= state.watermark):
+                continue
+            first = state.open_days()[0]
+            if day_bounds(first, state.tz)[1] + late > clock:
+                continue
+            out = state.advance_watermark(clock)
+            if out.closed:
+                closed[rep] = (str(state.tz), list(out.closed))
+                watermarks[rep] = clock
+        if not closed:
+            return 0
+        n = sum(len(d) for _, d in closed.values())
+        self.idle_closed_days += n
+        log.info("closed %d rep-days of %d idle reps", n, len(closed))
+        if await self._redact(closed, watermarks):
+            pending = {r for _, reps in self.pending for r in reps}
+            for rep in closed:
+                if self.states[rep].is_empty and rep not in pending:
+                    del self.states[rep]
+                    self.last_derived.pop(rep, None)
+        return n
+
+    async def restore_watermarks(self, reps: Sequence[str]) -> None:
+        """States created for ``reps`` (rebuilt) start at the newest watermark that closed
+        one of their days, so stored events and late uploads of a closed day are
+        ``too_late`` instead of re-opening it (days closed while the rep was idle)."""
+        reader = self.p.reader
+        if reader is None or not reps:
+            return
+
+        def query() -> dict[str, dt.datetime]:
+            with self.p.writer.lock:
+                return closed_watermarks(reader, list(reps))
+
+        marks = await asyncio.get_running_loop().run_in_executor(self.p.query_executor, query)
+        for rep, wm in marks.items():
+            if rep in self.states:
+                self.states[rep].advance_watermark(wm)
+
+    def _partition_of(self, rep: str) -> int | None:
+        """The telemetry.enriched partition of a rep key (the producer's default murmur2
+        partitioner), or None when the partition count is unknown."""
+        try:
+            n = self.p.app.consumer.topic_partitions(self.p.enriched_topic_name)
+        except Exception:
+            n = None
+        n = n or self.p.settings.kafka.topic_partitions
+        return (murmur2(rep.encode()) & 0x7FFFFFFF) % n if n else None
+
+    def _owned(self) -> set[int]:
+        try:
+            return {tp.partition for tp in self.p.app.consumer.assignment()
+                    if tp.topic == self.p.enriched_topic_name}
+        except Exception:
+            return set()
+
+    async def _sweep_due(self, mono: float) -> None:
+        priv = self.p.settings.privacy
+        if priv.sweep_interval_s <= 0 or priv.off_duty_positions == "keep":
+            return
+        if self._next_sweep is None:  # the first one a minute after start
+            self._next_sweep = mono + min(SWEEP_FIRST_AFTER_S, priv.sweep_interval_s)
+        if mono < self._next_sweep:
+            return
+        self._next_sweep = mono + priv.sweep_interval_s
+        await self.sweep()
+
+    async def sweep(self) -> int:
+        """Redact closed rep-days that were never redacted (:func:`sweep_closed_days`): days
+        that closed while no worker ran, or whose redaction failed. Only reps of this
+        worker's partitions, judged by their stored watermark or :meth:`idle_clock`; reps
+        whose open days this stage holds are left to it. Returns the days redacted."""
+        owned = self._owned()
+        if not owned:
+            return 0
+
+        def skip(rep: str) -> bool:
+            state = self.states.get(rep)
+            if state is not None and not state.is_empty:
+                return True
+            return self.rep_partition.get(rep, self._partition_of(rep)) not in owned
+
+        loop = asyncio.get_running_loop()
+        try:
+            days, _ = await loop.run_in_executor(self.p.ch_executor, functools.partial(
+                sweep_closed_days, self.p.clickhouse, self.p.settings.privacy,
+                self.params.lateness_s, clock=self.idle_clock, skip=skip,
+                lock=self.writer.lock))
+        except Exception as exc:
+            log.error("privacy sweep failed (retried at the next one): %r", exc)
+            return 0
+        self.swept_days += days
+        return days
 
     async def _publish(self, updates: list[RepDayUpdate], transitions: list[Any]) -> None:
         w = self.writer
@@ -320,6 +492,7 @@ class SessionStage:
         reader = self.p.reader
         for rep in reps:
             self.states[rep] = self._new_state(rep)
+        await self.restore_watermarks(reps)  # closed days stay closed (close_idle)
         if reader is None:
             return
         horizon = int(self.params.lateness_s + 3 * 86400)

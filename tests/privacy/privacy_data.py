@@ -77,8 +77,13 @@ def insert_day(ch: Any, day: RepDay, segments: list[Segment],
     ch.insert("rep_daily_all", model_rows([day], REP_DAILY_COLUMN_NAMES),
               column_names=REP_DAILY_COLUMN_NAMES, settings={"async_insert": 0})
     if segments:
-        ch.insert("segments_all", model_rows(segments, SEGMENT_COLUMN_NAMES),
-                  column_names=SEGMENT_COLUMN_NAMES, settings={"async_insert": 0})
+        rows = model_rows(segments, SEGMENT_COLUMN_NAMES)
+        ch.insert("segments_all", rows, column_names=SEGMENT_COLUMN_NAMES,
+                  settings={"async_insert": 0})
+        if ch.command("EXISTS TABLE segments_current"):  # the current-version table (v4)
+            ch.insert("segments_current", [[*r, 0] for r in rows],
+                      column_names=[*SEGMENT_COLUMN_NAMES, "is_deleted"],
+                      settings={"async_insert": 0})
     if transitions:
         ch.insert("transitions_all", model_rows(transitions, TRANSITION_COLUMN_NAMES),
                   column_names=TRANSITION_COLUMN_NAMES, settings={"async_insert": 0})

@@ -143,7 +143,7 @@ def test_open_day_rows_skips_closed_days() -> None:
     from streams.privacy import open_day_rows
 
     def row(t: dt.datetime, kind: str = "ping", started: dt.datetime | None = None) -> dict:
-        return {"ts": t, "kind": kind, "started_at": started}
+        return {"ts": t, "kind": kind, "started_at": started, "lat": LAT, "lon": LON}
 
     nxt = DAY + dt.timedelta(days=1)
     rows = [row(local(10)), row(local(23, 59)),
@@ -153,3 +153,7 @@ def test_open_day_rows_skips_closed_days() -> None:
     assert open_day_rows(rows, TZ, 36 * 3600) == rows[2:]
     assert open_day_rows(rows, TZ, 36 * 3600 + 1) == rows
     assert open_day_rows([], TZ, 10) == []
+    # a ping whose position `drop` removed belongs to a closed day (and is no valid event)
+    dropped = {"ts": local(12, day=nxt + dt.timedelta(days=1)), "kind": "ping",
+               "started_at": None}
+    assert open_day_rows([*rows, dropped], TZ, 36 * 3600 + 1) == rows
