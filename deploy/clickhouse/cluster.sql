@@ -464,3 +464,29 @@ SELECT territory AS territory_id, hour,
        uniqExactMerge(active_reps) AS active_reps, uniqExactMerge(pings) AS pings,
        uniqExactMerge(visit_starts) AS visit_starts
 FROM geotel.territory_hourly_agg GROUP BY territory, hour;
+
+CREATE TABLE IF NOT EXISTS geotel.closed_rep_days_local ON CLUSTER 'geotel'
+(
+    rep_id LowCardinality(String),
+    local_date Date,
+    watermark DateTime64(3, 'UTC'),
+    mode LowCardinality(String),
+    decimals UInt8,
+    closed_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', closed_at)
+PARTITION BY toYYYYMM(local_date)
+ORDER BY (rep_id, local_date)
+COMMENT 'Rep-days closed by the sessions stage and how their off-duty positions were redacted (streams/privacy.py); the sweep redacts closed days missing here (replicated shard-local data)';
+
+CREATE TABLE IF NOT EXISTS geotel.closed_rep_days ON CLUSTER 'geotel'
+(
+    rep_id LowCardinality(String),
+    local_date Date,
+    watermark DateTime64(3, 'UTC'),
+    mode LowCardinality(String),
+    decimals UInt8,
+    closed_at DateTime64(3, 'UTC')
+)
+ENGINE = Distributed('geotel', 'geotel', 'closed_rep_days_local', cityHash64(rep_id))
+COMMENT 'Rep-days closed by the sessions stage and how their off-duty positions were redacted (streams/privacy.py); the sweep redacts closed days missing here';
