@@ -4,7 +4,12 @@ Fills a fresh chDB directory with the geotel schema (sinks.migrations) and synth
 shaped like the pipeline's output for ``--reps`` reps over ``--days`` days:
 
 * ``rep_daily``: one row per rep-day; ``segments``: 20 per rep-day (8 visits, 9 travel,
-  2 stops, 1 break); ``transitions``: 4 per rep-day; all of one derivation version;
+  2 stops, 1 break); ``transitions``: 4 per rep-day. As in the pipeline, each rep-day is
+  derived ``DERIVATIONS`` (5) times as its day goes on: every derivation writes its
+  summary, transitions and segments (``segments_all`` and ``segments_current``), ids stay
+  stable, and each derivation but the last has a provisional stop the next one retracts
+  (a tombstone in ``segments_current``). Every partition of the derived tables but the
+  newest is then merged, as background merges leave a running store (``--unmerged``: not);
 * ``events``: a visit form (visit_submission) per visit for every day, and pings every
   60 s of a 10-hour day for the last ``--ping-days`` days (the "right now" and
   account-territory queries read pings; older pings would be the bulk of a real store);
@@ -26,6 +31,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "analysts.md"
@@ -38,11 +44,30 @@ def cookbook(path: Path = DOC) -> list[tuple[str, str]]:
     return [(q.strip(), sql.strip()) for q, sql in _BLOCK.findall(path.read_text())]
 
 
+#: A rep-day's final derivation: 20 segments, 700 events (its version).
+SEGMENTS = 20
+EVENTS = 700
+#: How often each rep-day is derived (the pipeline re-derives as uploads arrive).
+DERIVATIONS = 5
+
+
 def _rep(r: str) -> str:
     return f"concat('rep-', leftPad(toString({r} + 1), 4, '0'))"
 
 
-def fill_statements(reps: int, days: int, ping_days: int) -> list[str]:
+def _seg_id(family: int, idx: str) -> str:
+    """A segment id stable across derivations (the pipeline's are uuid5 of kind and start)."""
+    return (f"toUUID(concat(leftPad(hex(toUInt32(r)), 8, '0'), '-{family:04d}-4000-8000-',"
+            f" leftPad(hex(toUInt64(d * 100 + {idx})), 12, '0')))")
+
+
+SEGMENT_COLS = ("segment_id, rep_id, local_date, kind, start, end, duration_s, workday_s, lon,"
+                " lat, distance_m, place_id, place_kind, visit_id, visit_source, verified,"
+                " place_distance_m, submission_event_id, inferred, n_pings, version")
+
+
+def fill_statements(reps: int, days: int, ping_days: int,
+                    derivations: int = DERIVATIONS) -> list[str]:
     rd = f"(SELECT number % {reps} AS r, intDiv(number, {reps}) AS d FROM numbers({reps * days}))"
     # Per rep-day pseudo-random but repeatable figures.
     h = "cityHash64(r, d)"
@@ -53,26 +78,34 @@ def fill_statements(reps: int, days: int, ping_days: int) -> list[str]:
              f" + {h} % 7200)")
     sub_id = ("toUUID(concat(leftPad(hex(toUInt32(r)), 8, '0'), '-0000-4000-8000-',"
               " leftPad(hex(toUInt64(d * 100 + k)), 12, '0')))")
-    return [
-        f"""INSERT INTO rep_daily_all (day_id, rep_id, local_date, tz, workday_start,
+    per = SEGMENTS // derivations  # segments a derivation adds
+    stmts: list[str] = []
+    for j in range(1, derivations + 1):
+        ver = EVENTS * j // derivations  # version = size of the event set so far
+        final = j == derivations
+        n_seg = SEGMENTS if final else per * j
+        stmts.append(f"""INSERT INTO rep_daily_all (day_id, rep_id, local_date, tz, workday_start,
             workday_end, workday_start_inferred, workday_end_inferred, workday_s, field_s,
             travel_s, customer_s, stopped_other_s, unknown_s, break_s, office_home_s,
             in_territory_s, out_territory_s, distance_m, visits, verified_visits,
             unverified_visits, auto_visits, pings_kept, pings_dropped, clock_offset_s,
             events, version)
-        SELECT generateUUIDv4(), {_rep('r')}, today() - d, 'Europe/Berlin', ws,
+        SELECT toUUID(concat(leftPad(hex(toUInt32(r)), 8, '0'), '-0003-4000-8000-',
+                             leftPad(hex(toUInt64(d)), 12, '0'))), {_rep('r')}, today() - d,
+               'Europe/Berlin', ws,
                ws + toIntervalSecond(toInt64(wd)), {h} % 10 = 0, {h} % 7 = 0, wd,
                wd - 3600, 0.2 * wd, 0.5 * wd, 0.05 * wd, 0.02 * wd, 2400, 1200,
                0.85 * (wd - 3600), 0.15 * (wd - 3600), 20000 + {h} % 60000, 8,
                8 - toUInt16({h} % 3 = 0), toUInt16({h} % 3 = 0), toUInt16({h} % 4 = 0),
                600, map('bad_accuracy', toUInt32({h} % 30), 'spike', toUInt32({h} % 5)),
-               toFloat32({h} % 40 - 20), 700, 700
-        FROM (SELECT r, d, {start} AS ws, toFloat64(7 * 3600 + {h} % 10800) AS wd FROM {rd})""",
-        f"""INSERT INTO segments_all (segment_id, rep_id, local_date, kind, start, end,
-            duration_s, workday_s, lon, lat, distance_m, place_id, place_kind, visit_id,
-            visit_source, verified, place_distance_m, submission_event_id, inferred, n_pings,
-            version)
-        SELECT generateUUIDv4(), {_rep('r')}, today() - d,
+               toFloat32({h} % 40 - 20), {ver}, {ver}
+        FROM (SELECT r, d, {start} AS ws,
+                     toFloat64(7 * 3600 + {h} % 10800) * {j} / {derivations} AS wd
+              FROM {rd})""")
+        # The derivation's segments: the day so far (ids stable across derivations), and,
+        # before the last derivation, a provisional stop at the end of the day so far that
+        # the next derivation replaces (its id is retracted).
+        live = f"""SELECT {_seg_id(1, 'k')}, {_rep('r')}, today() - d,
                multiIf(k < 8, 'visit', k < 17, 'travel', k < 19, 'stop', 'break'),
                st, st + toIntervalSecond(dur), dur, dur,
                13.0 + (r % 50) * 0.02, 52.3 + (r % 7) * 0.05,
@@ -82,10 +115,39 @@ def fill_statements(reps: int, days: int, ping_days: int) -> list[str]:
                if(k < 8, if(cityHash64(r, d, k) % 9 = 0, 'auto', 'check_in'), NULL),
                if(k < 8, cityHash64(r, d, k) % 17 != 0, NULL),
                if(k < 8, toFloat32(cityHash64(r, d, k) % 120), NULL),
-               if(k < 8, {sub_id}, NULL), false, 20, 700
+               if(k < 8, {sub_id}, NULL), false, 20, {ver}{{flag}}
         FROM (SELECT r, d, k, {start} + toIntervalSecond(k * 1200) AS st,
                      toFloat64(600 + cityHash64(r, d, k) % 2400) AS dur
-              FROM {rd} ARRAY JOIN range(20) AS k)""",
+              FROM {rd} ARRAY JOIN range({n_seg}) AS k)"""
+        provisional = f"""SELECT {_seg_id(2, str(j))}, {_rep('r')}, today() - d, 'stop',
+               st, st + toIntervalSecond(600), 600, 600, 13.0 + (r % 50) * 0.02,
+               52.3 + (r % 7) * 0.05, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, 5,
+               {ver}{{flag}}
+        FROM (SELECT r, d, {start} + toIntervalSecond({n_seg} * 1200) AS st FROM {rd})"""
+        rows = live if final else f"{live}\n        UNION ALL\n        {provisional}"
+        stmts.append(f"INSERT INTO segments_all ({SEGMENT_COLS})\n        "
+                     + rows.format(flag=""))
+        current = rows.format(flag=", 0")
+        if j > 1:  # the tombstone of the previous derivation's provisional stop
+            current += f"""
+        UNION ALL
+        SELECT {_seg_id(2, str(j - 1))}, {_rep('r')}, today() - d, 'stop',
+               toDateTime64(0, 3, 'UTC'), toDateTime64(0, 3, 'UTC'), 0, 0, NULL, NULL, 0,
+               NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, 0, {ver}, 1
+        FROM {rd}"""
+        stmts.append(f"INSERT INTO segments_current ({SEGMENT_COLS}, is_deleted)\n"
+                     f"        {current}")
+        stmts.append(f"""INSERT INTO transitions_all (transition_id, rep_id, local_date, kind,
+            subject_id, at, lon, lat, geo_version, version)
+        SELECT toUUID(concat(leftPad(hex(toUInt32(r)), 8, '0'), '-0004-4000-8000-',
+                             leftPad(hex(toUInt64(d * 100 + k)), 12, '0'))),
+               {_rep('r')}, today() - d,
+               ['territory_enter', 'territory_exit', 'territory_enter', 'account_arrive'][k + 1],
+               if(k = 2, concat('T', leftPad(toString((r + 1) % 50 + 1), 2, '0')),
+                  if(k = 3, {account}, {territory})),
+               {start} + toIntervalSecond(k * 3000), 13.0, 52.5, 1, {ver}
+        FROM {rd} ARRAY JOIN range({min(4, j)}) AS k""")
+    stmts += [
         f"""INSERT INTO events_all (event_id, rep_id, device_id, kind, ts, received_at,
             account_id, visit_id, started_at, ended_at, outcome, notes, form, tags,
             photo_count, photos, order_currency, order_total, order_lines, geo_version)
@@ -122,14 +184,6 @@ def fill_statements(reps: int, days: int, ping_days: int) -> list[str]:
               FROM (SELECT number % {reps} AS r, intDiv(number, {reps}) AS d
                     FROM numbers({reps * ping_days}))
               ARRAY JOIN range(600) AS k)""",
-        f"""INSERT INTO transitions_all (transition_id, rep_id, local_date, kind, subject_id,
-            at, lon, lat, geo_version, version)
-        SELECT generateUUIDv4(), {_rep('r')}, today() - d,
-               ['territory_enter', 'territory_exit', 'territory_enter', 'account_arrive'][k + 1],
-               if(k = 2, concat('T', leftPad(toString((r + 1) % 50 + 1), 2, '0')),
-                  if(k = 3, {account}, {territory})),
-               {start} + toIntervalSecond(k * 3000), 13.0, 52.5, 1, 700
-        FROM {rd} ARRAY JOIN range(4) AS k""",
         """INSERT INTO deadletters (at, reason, detail, source_topic, source_partition,
             source_offset, item_index, event_id, rep_id, payload)
         SELECT now64(3) - toIntervalSecond(number * 97 % 600000),
@@ -138,10 +192,26 @@ def fill_statements(reps: int, days: int, ping_days: int) -> list[str]:
                concat('rep-', leftPad(toString(number % 1000 + 1), 4, '0')), '{}'
         FROM numbers(5000)""",
     ]
+    return stmts
 
 
-def run(reps: int, days: int, ping_days: int, runs: int, directory: Path
-        ) -> tuple[dict[str, int], list[tuple[str, float, int]]]:
+DERIVED = ("rep_daily_all", "segments_all", "segments_current", "transitions_all")
+
+
+def merge_closed_partitions(client: Any) -> None:
+    """Merge every partition of the derived tables but the newest, as background merges
+    do in a running store: only open rep-days (the last two or three) are written, so older
+    partitions end up as merged parts; the newest keeps its derivations unmerged."""
+    for table in DERIVED:
+        parts = [r[0] for r in client.query(
+            "SELECT DISTINCT partition_id FROM system.parts WHERE database = currentDatabase() "
+            f"AND table = '{table}' AND active ORDER BY partition_id").result_rows]
+        for pid in parts[:-1]:
+            client.command(f"OPTIMIZE TABLE {table} PARTITION ID '{pid}' FINAL")
+
+
+def run(reps: int, days: int, ping_days: int, runs: int, directory: Path,
+        merge_history: bool = True) -> tuple[dict[str, int], list[tuple[str, float, int]]]:
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
 
@@ -150,6 +220,8 @@ def run(reps: int, days: int, ping_days: int, runs: int, directory: Path
     if int(client.command("SELECT count() FROM rep_daily_all")) == 0:
         for stmt in fill_statements(reps, days, ping_days):
             client.command(stmt, settings={"async_insert": 0})
+        if merge_history:
+            merge_closed_partitions(client)
     sizes = {t: int(client.command(f"SELECT count() FROM {t}"))
              for t in ("rep_daily", "segments", "visits", "transitions", "events",
                        "deadletters")}
@@ -174,15 +246,20 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--target-ms", type=float, default=100.0)
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    ap.add_argument("--unmerged", action="store_true",
+                    help="leave every derivation unmerged (default: merge all partitions of "
+                    "the derived tables but the newest, as a running store would have them)")
     ap.add_argument("--dir", type=Path, default=None,
                     help="keep the chDB directory here (filled once, reused by later runs)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     if args.dir is not None:
-        sizes, results = run(args.reps, args.days, args.ping_days, args.runs, args.dir)
+        sizes, results = run(args.reps, args.days, args.ping_days, args.runs, args.dir,
+                             not args.unmerged)
     else:
         with tempfile.TemporaryDirectory(prefix="cookbook-") as tmp:
-            sizes, results = run(args.reps, args.days, args.ping_days, args.runs, Path(tmp))
+            sizes, results = run(args.reps, args.days, args.ping_days, args.runs, Path(tmp),
+                                 not args.unmerged)
     total = time.perf_counter() - t0
     print("rows: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
     width = max(len(q) for q, _, _ in results)

@@ -170,6 +170,17 @@ class RepSessionState:
         """Close (and drop) the derived days the watermark left ``lateness_s`` behind."""
         return self._close()
 
+    def seed_segment_ids(self, day: dt.date, ids: Iterable[uuid.UUID]) -> bool:
+        """Set the segment ids an open day's stored current derivation has, for a state
+        rebuilt from stored events: its next derivation then lists the ids that vanished
+        in ``retracted``, as the lost state would have. Ignored (False) for a day the state
+        does not hold or has derived already."""
+        st = self._days.get(day)
+        if st is None or st.fingerprint is not None:
+            return False
+        st.segment_ids = frozenset(ids)
+        return True
+
     def event_count(self) -> int:
         return sum(len(st.events) for st in self._days.values())
 

@@ -7,7 +7,10 @@ A cluster keeps each migration table twice per node:
 * ``<name>``: a ``Distributed`` table over the locals, under the single-node name, so the
   writer, the views and analysts' queries work unchanged on one node and on a cluster.
 
-Views are created over the Distributed tables. Every statement is ``ON CLUSTER``.
+Views are created over the Distributed tables. Every statement is ``ON CLUSTER``. The DDL
+is the schema after the last migration: a view a later migration redefines (``replace``)
+appears once, with its last definition, as ``CREATE OR REPLACE`` so that applying the file
+again upgrades a cluster created from an older one.
 
 Sharding key: rows that a (Replacing)MergeTree folds, or an insert that is retried, must land
 on the same shard, or duplicates survive on two shards. So the key is a function of the ORDER
@@ -157,7 +160,8 @@ def distributed_table_ddl(table: Table, cluster: str, database: str) -> str:
 
 def view_ddl(view: View, cluster: str, database: str, names: Iterable[str]) -> str:
     select = _qualify(view.select, database, names)
-    return f"CREATE VIEW IF NOT EXISTS {database}.{view.name} ON CLUSTER '{cluster}' AS\n{select}"
+    create = "CREATE OR REPLACE VIEW" if view.replace else "CREATE VIEW IF NOT EXISTS"
+    return f"{create} {database}.{view.name} ON CLUSTER '{cluster}' AS\n{select}"
 
 
 def materialized_view_ddl(mv: MaterializedView, cluster: str, database: str) -> str:
@@ -171,6 +175,19 @@ def materialized_view_ddl(mv: MaterializedView, cluster: str, database: str) -> 
             f"'{cluster}' TO {database}.{mv.to}{LOCAL_SUFFIX} AS\n{select}")
 
 
+def schema_objects(migrations: Sequence[Migration] = MIGRATIONS) -> list[DbObject]:
+    """The objects of the schema after every migration, in creation order: a view that a
+    later migration redefines (``View.replace``) is left out where first defined and
+    created where redefined (its new definition may read objects created in between)."""
+    objects: list[DbObject] = [MIGRATIONS_TABLE]
+    for m in sorted(migrations, key=lambda m: m.version):
+        for obj in m.objects:
+            if isinstance(obj, View) and obj.replace:
+                objects = [o for o in objects if not (isinstance(o, View) and o.name == obj.name)]
+            objects.append(obj)
+    return objects
+
+
 def cluster_ddl(cluster: str, database: str = "geotel",
                 migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
     """Every statement that creates geotel's schema on ClickHouse cluster ``cluster``, in order.
@@ -180,9 +197,7 @@ def cluster_ddl(cluster: str, database: str = "geotel",
     """
     _check_ident("cluster", cluster)
     _check_ident("database", database)
-    objects: list[DbObject] = [MIGRATIONS_TABLE]
-    for m in sorted(migrations, key=lambda m: m.version):
-        objects.extend(m.objects)
+    objects = schema_objects(migrations)
     names = [o.name for o in objects]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:

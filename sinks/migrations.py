@@ -27,6 +27,10 @@ class Table:
     ttl: str | None = None
     settings: dict[str, str | int] = field(default_factory=dict)
     comment: str = ""
+    #: INSERT ... SELECT run once right after the table is created by its migration, so a
+    #: populated store starts the new table with its history (only where re-running it is
+    #: harmless: rows the table key folds).
+    backfill: str | None = None
 
     def ddl(self) -> str:
         cols = ",\n    ".join(f"{n} {t}" for n, t in self.columns)
@@ -46,10 +50,17 @@ class Table:
 
 @dataclass(frozen=True)
 class View:
+    """A view. ``replace=True`` redefines a view an earlier migration created (``CREATE OR
+    REPLACE``: idempotent, and views hold no data); the cluster DDL renders only the last
+    definition of a name."""
+
     name: str
     select: str
+    replace: bool = False
 
     def ddl(self) -> str:
+        if self.replace:
+            return f"CREATE OR REPLACE VIEW {self.name} AS\n{self.select}"
         return f"CREATE VIEW IF NOT EXISTS {self.name} AS\n{self.select}"
 
 
@@ -225,6 +236,39 @@ TRANSITION_COLUMNS: list[tuple[str, str]] = [
 _CURRENT = ("(rep_id, local_date, version) IN "
             "(SELECT rep_id, local_date, version FROM rep_daily)")
 
+# Since migration 4 the segments and visits views read segments_current instead: one row
+# per segment id, the latest version wins, and an id a later derivation no longer has gets a
+# tombstone (is_deleted = 1, that derivation's version), so no join with rep_daily is needed.
+SEGMENT_CURRENT_COLUMNS: list[tuple[str, str]] = [*SEGMENT_COLUMNS, ("is_deleted", "UInt8")]
+
+_SEGMENT_NAMES = ", ".join(n if n != "end" else "`end`" for n, _ in SEGMENT_COLUMNS)
+
+# FINAL drops the rows whose latest version is a tombstone. A partition is a week of
+# local_date (part of the key), so no two rows of one id are in different partitions and
+# FINAL need not merge across them; only the open days (the last two or three) are written,
+# so every older week is one merged part that FINAL reads without merging (monthly
+# partitions made a week's query merge the whole month: 3 to 5 times slower).
+_SEGMENTS_SELECT = ("SELECT * EXCEPT (is_deleted) FROM segments_current FINAL\n"
+                    "SETTINGS do_not_merge_across_partitions_select_final = 1")
+
+# Copies of a visit form not merged yet are the same resent event: ANY takes one, so the
+# join needs no FINAL over every form.
+_VISITS_SELECT = """SELECT s.segment_id AS segment_id, s.rep_id AS rep_id,
+       s.local_date AS local_date, s.start AS start, s.end AS end,
+       s.duration_s AS duration_s, s.place_id AS account_id, s.visit_id AS visit_id,
+       s.visit_source AS source, s.verified AS verified,
+       s.place_distance_m AS distance_m, s.lon AS lon, s.lat AS lat,
+       s.submission_event_id AS submission_event_id,
+       e.outcome AS outcome, e.order_currency AS order_currency,
+       e.order_total AS order_total, e.tags AS tags, e.form AS form, e.notes AS notes,
+       e.photo_count AS photo_count
+FROM segments AS s
+LEFT ANY JOIN (SELECT event_id, outcome, order_currency, order_total, tags, form, notes,
+                      photo_count
+               FROM visit_forms) AS e
+       ON s.submission_event_id = e.event_id
+WHERE s.kind = 'visit'"""
+
 _LAST_POSITION_SELECT = """SELECT rep_id,
        max(ts) AS last_ts,
        argMaxState(assumeNotNull(lat), ts) AS last_lat,
@@ -375,6 +419,21 @@ FROM rep_last_position_agg GROUP BY rep_id"""),
        uniqExactMerge(visit_starts) AS visit_starts
 FROM territory_hourly_agg GROUP BY territory, hour"""),
     ]),
+    Migration(4, "segments_current: segments and visits without the version join", [
+        Table(
+            "segments_current", SEGMENT_CURRENT_COLUMNS,
+            engine="ReplacingMergeTree(version, is_deleted)",
+            partition_by="toMonday(local_date)",
+            order_by="(rep_id, local_date, segment_id)",
+            settings=DEDUP,
+            comment="Latest version of each segment id, retracted ids as is_deleted rows; "
+                    "query segments",
+            backfill=(f"INSERT INTO segments_current ({_SEGMENT_NAMES}, is_deleted)\n"
+                      f"SELECT {_SEGMENT_NAMES}, 0 FROM segments_all FINAL WHERE {_CURRENT}"),
+        ),
+        View("segments", _SEGMENTS_SELECT, replace=True),
+        View("visits", _VISITS_SELECT, replace=True),
+    ]),
     Migration(5, "closed_rep_days: closed (and redacted) rep-days", [
         Table(
             "closed_rep_days",
@@ -416,6 +475,8 @@ def migrate(client: Client, migrations: Sequence[Migration] = MIGRATIONS) -> lis
                 client.command(obj.ddl())
                 if isinstance(obj, MaterializedView):
                     client.command(obj.backfill())
+                elif isinstance(obj, Table) and obj.backfill:
+                    client.command(obj.backfill, settings={"async_insert": 0})
             except Exception as exc:
                 raise SinkError(f"migration {m.version} ({m.name}) failed on {obj.name}: "
                                 f"{exc}") from exc

@@ -17,6 +17,7 @@ from sinks.migrations import (
     EVENT_COLUMNS,
     REP_DAILY_COLUMNS,
     SEGMENT_COLUMNS,
+    SEGMENT_CURRENT_COLUMNS,
     TRANSITION_COLUMNS,
 )
 
@@ -120,6 +121,29 @@ def model_rows(models: Iterable[BaseModel], columns: Sequence[str]) -> list[tupl
 
 def _plain(v: object) -> object:
     return v.value if isinstance(v, Enum) else v
+
+
+SEGMENT_CURRENT_COLUMN_NAMES: list[str] = [n for n, _ in SEGMENT_CURRENT_COLUMNS]
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: Values of a tombstone's columns besides its id, rep, day and version (never read: the
+#: views drop the id).
+_TOMBSTONE: dict[str, object] = {
+    "kind": "stop", "start": _EPOCH, "end": _EPOCH, "duration_s": 0.0, "workday_s": 0.0,
+    "distance_m": 0.0, "inferred": False, "n_pings": 0, "is_deleted": 1}
+
+
+def segment_current_rows(updates: Iterable[Any]) -> list[tuple[object, ...]]:
+    """``segments_current`` rows of rep-day updates (``processors.RepDayUpdate``): every
+    segment of the derivation, and a tombstone (``is_deleted`` = 1) for every id it
+    retracted, all at the derivation's version."""
+    out: list[tuple[object, ...]] = []
+    for u in updates:
+        out.extend((*row, 0) for row in model_rows(u.segments, SEGMENT_COLUMN_NAMES))
+        for sid in u.retracted:
+            known = {"segment_id": sid, "rep_id": u.rep_id, "local_date": u.local_date,
+                     "version": u.version, **_TOMBSTONE}
+            out.append(tuple(known.get(c) for c in SEGMENT_CURRENT_COLUMN_NAMES))
+    return out
 
 
 # -- the way back: stored rows -> wire events (session state rebuilt from the store) ------

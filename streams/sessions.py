@@ -24,6 +24,7 @@ import datetime as dt
 import functools
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -42,9 +43,11 @@ from sinks.rows import (
     DEADLETTER_COLUMN_NAMES,
     REP_DAILY_COLUMN_NAMES,
     SEGMENT_COLUMN_NAMES,
+    SEGMENT_CURRENT_COLUMN_NAMES,
     TRANSITION_COLUMN_NAMES,
     deadletter_rows,
     model_rows,
+    segment_current_rows,
     stored_event,
 )
 from sinks.writer import ClickHouseWriter
@@ -113,6 +116,17 @@ WHERE e.rep_id IN {reps}
                          WHERE reason IN ('too_late', 'in_future') AND event_id IS NOT NULL
                            AND rep_id IN {reps})
 """
+
+# The ids each open day of rebuilt reps has in the current segments (tombstones dropped by
+# FINAL; a week of local_date is a partition, so FINAL need not merge across them).
+KNOWN_SEGMENTS_SQL = """
+SELECT rep_id, local_date, groupArray(segment_id) AS ids
+FROM segments_current FINAL
+WHERE rep_id IN {reps} AND local_date IN {days}
+GROUP BY rep_id, local_date
+SETTINGS do_not_merge_across_partitions_select_final = 1
+"""
+
 
 #: How often the timer looks for idle reps whose days can close, seconds.
 IDLE_CHECK_INTERVAL_S = 5.0
@@ -437,9 +451,12 @@ class SessionStage:
         w.add_batch("rep_daily_all", REP_DAILY_COLUMN_NAMES,
                     model_rows([u.summary for u in updates], REP_DAILY_COLUMN_NAMES), {})
         segs = [s for u in updates for s in u.segments]
-        if segs:
+        if segs:  # every derivation, for audit
             w.add_batch("segments_all", SEGMENT_COLUMN_NAMES,
                         model_rows(segs, SEGMENT_COLUMN_NAMES), {})
+        current = segment_current_rows(updates)  # what the segments and visits views read
+        if current:
+            w.add_batch("segments_current", SEGMENT_CURRENT_COLUMN_NAMES, current, {})
         if transitions:
             w.add_batch("transitions_all", TRANSITION_COLUMN_NAMES,
                         model_rows(transitions, TRANSITION_COLUMN_NAMES), {})
@@ -519,6 +536,25 @@ class SessionStage:
                 events = _EVENTS.validate_python(evs)
                 self.states[rep].add(events, places=GeoPlaces(index, rep), derive=False)
                 self.rebuilt_reps += 1
+            await self._seed_segment_ids([r for r in chunk if r in by_rep])
+
+    async def _seed_segment_ids(self, reps: list[str]) -> None:
+        """Rebuilt states learn the segment ids stored for their open days, so their first
+        derivation tombstones the ids that vanished (the lost state knew them)."""
+        days = sorted({d.isoformat() for r in reps for d in self.states[r].open_days()})
+        if not reps or not days or self.p.reader is None:
+            return
+        reader = self.p.reader
+        sql = KNOWN_SEGMENTS_SQL.format(reps=_sql_list(reps), days=_sql_list(days))
+
+        def query() -> list[tuple[Any, ...]]:
+            with self.p.writer.lock:
+                return list(reader.query(sql).result_rows)
+
+        rows = await asyncio.get_running_loop().run_in_executor(self.p.query_executor, query)
+        for rep, day, ids in rows:
+            day = day if isinstance(day, dt.date) else dt.date.fromisoformat(str(day))
+            self.states[rep].seed_segment_ids(day, (uuid.UUID(str(i)) for i in ids))
 
     def _evict(self) -> None:
         """Keep the cached events under the budget: drop least recently used clean reps

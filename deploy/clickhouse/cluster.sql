@@ -276,9 +276,6 @@ CREATE TABLE IF NOT EXISTS geotel.segments_all ON CLUSTER 'geotel'
 ENGINE = Distributed('geotel', 'geotel', 'segments_all_local', cityHash64(rep_id))
 COMMENT 'Segments of every derivation; query segments';
 
-CREATE VIEW IF NOT EXISTS geotel.segments ON CLUSTER 'geotel' AS
-SELECT * FROM geotel.segments_all FINAL WHERE (rep_id, local_date, version) IN (SELECT rep_id, local_date, version FROM geotel.rep_daily);
-
 CREATE TABLE IF NOT EXISTS geotel.visit_forms_local ON CLUSTER 'geotel'
 (
     event_id UUID,
@@ -326,23 +323,6 @@ SELECT event_id, rep_id,
        assumeNotNull(outcome) AS outcome, order_currency, order_total, tags, form, notes,
        photo_count
 FROM geotel.events_all_local WHERE kind = 'visit_submission';
-
-CREATE VIEW IF NOT EXISTS geotel.visits ON CLUSTER 'geotel' AS
-SELECT s.segment_id AS segment_id, s.rep_id AS rep_id,
-       s.local_date AS local_date, s.start AS start, s.end AS end,
-       s.duration_s AS duration_s, s.place_id AS account_id, s.visit_id AS visit_id,
-       s.visit_source AS source, s.verified AS verified,
-       s.place_distance_m AS distance_m, s.lon AS lon, s.lat AS lat,
-       s.submission_event_id AS submission_event_id,
-       e.outcome AS outcome, e.order_currency AS order_currency,
-       e.order_total AS order_total, e.tags AS tags, e.form AS form, e.notes AS notes,
-       e.photo_count AS photo_count
-FROM geotel.segments AS s
-LEFT JOIN (SELECT event_id, outcome, order_currency, order_total, tags, form, notes,
-                  photo_count
-           FROM geotel.visit_forms FINAL) AS e
-       ON s.submission_event_id = e.event_id
-WHERE s.kind = 'visit';
 
 CREATE TABLE IF NOT EXISTS geotel.transitions_all_local ON CLUSTER 'geotel'
 (
@@ -464,6 +444,85 @@ SELECT territory AS territory_id, hour,
        uniqExactMerge(active_reps) AS active_reps, uniqExactMerge(pings) AS pings,
        uniqExactMerge(visit_starts) AS visit_starts
 FROM geotel.territory_hourly_agg GROUP BY territory, hour;
+
+CREATE TABLE IF NOT EXISTS geotel.segments_current_local ON CLUSTER 'geotel'
+(
+    segment_id UUID,
+    rep_id LowCardinality(String),
+    local_date Date,
+    kind Enum8('stop' = 1, 'visit' = 2, 'travel' = 3, 'break' = 4),
+    start DateTime64(3, 'UTC'),
+    end DateTime64(3, 'UTC'),
+    duration_s Float64,
+    workday_s Float64,
+    lon Nullable(Float64),
+    lat Nullable(Float64),
+    distance_m Float64,
+    place_id Nullable(String),
+    place_kind LowCardinality(Nullable(String)),
+    visit_id Nullable(String),
+    visit_source LowCardinality(Nullable(String)),
+    verified Nullable(Bool),
+    place_distance_m Nullable(Float32),
+    submission_event_id Nullable(UUID),
+    inferred Bool,
+    n_pings UInt32,
+    version UInt32,
+    is_deleted UInt8
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', version, is_deleted)
+PARTITION BY toMonday(local_date)
+ORDER BY (rep_id, local_date, segment_id)
+COMMENT 'Latest version of each segment id, retracted ids as is_deleted rows; query segments (replicated shard-local data)';
+
+CREATE TABLE IF NOT EXISTS geotel.segments_current ON CLUSTER 'geotel'
+(
+    segment_id UUID,
+    rep_id LowCardinality(String),
+    local_date Date,
+    kind Enum8('stop' = 1, 'visit' = 2, 'travel' = 3, 'break' = 4),
+    start DateTime64(3, 'UTC'),
+    end DateTime64(3, 'UTC'),
+    duration_s Float64,
+    workday_s Float64,
+    lon Nullable(Float64),
+    lat Nullable(Float64),
+    distance_m Float64,
+    place_id Nullable(String),
+    place_kind LowCardinality(Nullable(String)),
+    visit_id Nullable(String),
+    visit_source LowCardinality(Nullable(String)),
+    verified Nullable(Bool),
+    place_distance_m Nullable(Float32),
+    submission_event_id Nullable(UUID),
+    inferred Bool,
+    n_pings UInt32,
+    version UInt32,
+    is_deleted UInt8
+)
+ENGINE = Distributed('geotel', 'geotel', 'segments_current_local', cityHash64(rep_id))
+COMMENT 'Latest version of each segment id, retracted ids as is_deleted rows; query segments';
+
+CREATE OR REPLACE VIEW geotel.segments ON CLUSTER 'geotel' AS
+SELECT * EXCEPT (is_deleted) FROM geotel.segments_current FINAL
+SETTINGS do_not_merge_across_partitions_select_final = 1;
+
+CREATE OR REPLACE VIEW geotel.visits ON CLUSTER 'geotel' AS
+SELECT s.segment_id AS segment_id, s.rep_id AS rep_id,
+       s.local_date AS local_date, s.start AS start, s.end AS end,
+       s.duration_s AS duration_s, s.place_id AS account_id, s.visit_id AS visit_id,
+       s.visit_source AS source, s.verified AS verified,
+       s.place_distance_m AS distance_m, s.lon AS lon, s.lat AS lat,
+       s.submission_event_id AS submission_event_id,
+       e.outcome AS outcome, e.order_currency AS order_currency,
+       e.order_total AS order_total, e.tags AS tags, e.form AS form, e.notes AS notes,
+       e.photo_count AS photo_count
+FROM geotel.segments AS s
+LEFT ANY JOIN (SELECT event_id, outcome, order_currency, order_total, tags, form, notes,
+                      photo_count
+               FROM geotel.visit_forms) AS e
+       ON s.submission_event_id = e.event_id
+WHERE s.kind = 'visit';
 
 CREATE TABLE IF NOT EXISTS geotel.closed_rep_days_local ON CLUSTER 'geotel'
 (
