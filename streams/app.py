@@ -16,6 +16,7 @@ import collections
 import datetime as dt
 import logging
 import ssl
+import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,9 @@ from streams.settings import (
 )
 
 log = logging.getLogger(__name__)
+
+#: How often the worker checks that no assigned partition's log went backwards, seconds.
+LOG_RESET_CHECK_S = 2.0
 
 
 def faust_broker_credentials(settings: Settings) -> Any:
@@ -170,6 +174,7 @@ class Pipeline:
         self.transitions_topic = self._bytes_topic(t(TRANSITIONS))
         self.sessions: SessionStage | None = None
         self.fatal: str | None = None
+        self.log_resets = 0  # partitions read again after their log went backwards
         if run_agents:
             if self.writer is None:
                 raise ValueError("a worker needs a ClickHouse client")
@@ -177,6 +182,66 @@ class Pipeline:
             if settings.worker.sessions_enabled:
                 self._add_sessions()
             self.app.timer(5.0)(self._update_lag)
+            self.app.timer(LOG_RESET_CHECK_S)(self._check_log_reset)
+
+    async def _check_log_reset(self) -> None:
+        """Timer: follow a partition whose log went backwards.
+
+        When the embedded (in-memory) broker restarts, its topics are created again empty
+        and offsets start from 0, but this consumer keeps its fetch positions from the old
+        broker. Tansu answers a fetch beyond a partition's end with no records (not
+        OFFSET_OUT_OF_RANGE), so ``auto_offset_reset`` never fires and the messages of the
+        new log below the old position would never be read. So: an assigned partition
+        whose end offset is below the consumer's position is read again from the start of
+        its log, as Kafka's ``auto_offset_reset=earliest`` would. What was read from the
+        old log is stored already (sinks are idempotent), and Faust's bookkeeping of the
+        old offsets (acked, committed, read) is dropped with it; the sessions stage forgets
+        the partition's reps, which it rebuilds from ClickHouse. A Kafka cluster only
+        shows this after an unclean leader election, where the same applies.
+        """
+        consumer = self.app.consumer
+        try:
+            tps = list(consumer.assignment())
+        except Exception:
+            return
+        if not tps:
+            return
+        try:
+            ends = await asyncio.wait_for(consumer.highwaters(*tps), LOG_RESET_CHECK_S)
+        except Exception as exc:  # the broker may be away; try again at the next tick
+            log.debug("log reset check: cannot read end offsets: %r", exc)
+            return
+        behind: list[tuple[Any, int, int]] = []
+        for tp in tps:
+            end = ends.get(tp)
+            if end is None:
+                continue
+            try:
+                pos = await asyncio.wait_for(consumer.position(tp), LOG_RESET_CHECK_S)
+            except Exception as exc:
+                log.debug("log reset check: no position for %s: %r", tp, exc)
+                continue
+            if pos is not None and end < pos:
+                behind.append((tp, end, pos))
+        if not behind:
+            return
+        try:
+            starts = await consumer.earliest_offsets(*(tp for tp, _, _ in behind))
+        except Exception:
+            starts = {}
+        for tp, end, pos in behind:
+            start = int(starts.get(tp) or 0)
+            for book in ("_acked", "_acked_index", "_gap", "_committed_offset",
+                         "_read_offset"):
+                getattr(consumer, book, {}).pop(tp, None)
+            await consumer.seek(tp, start)
+            self.log_resets += 1
+            log.warning("%s/%d: the log ends at %d, below this consumer's position %d (the "
+                        "broker lost its data, e.g. an in-memory broker restarted): reading "
+                        "it again from offset %d", tp.topic, tp.partition, end, pos, start)
+        if self.sessions is not None:
+            self.sessions.drop_partitions({tp.partition for tp, _, _ in behind
+                                           if tp.topic == self.enriched_topic_name})
 
     async def _update_lag(self) -> None:
         """Consumer lag per assigned partition: log end offset minus committed offset
@@ -317,8 +382,8 @@ class Pipeline:
                 self._group.timer.cancel()
             self._group = None
 
-    _group: _IntakeGroup | None = None
-    _inflight: collections.deque[asyncio.Task[None]] = collections.deque()
+    _group: _IntakeGroup | None = None  # the group being prepared
+    _inflight: collections.deque[asyncio.Task[None]]  # flushes started, oldest first
 
     def _fail(self, exc: BaseException) -> None:
         # Nothing of this batch is acked; say so loudly (/health "down", 503) so an
@@ -406,7 +471,6 @@ class Pipeline:
     async def _store_and_publish(self, group: _IntakeGroup) -> None:
         assert self.writer is not None
         loop = asyncio.get_running_loop()
-        started = loop.time()
         stored = loop.run_in_executor(self.ch_executor, self._store_group, group)
         try:
             sends = []
@@ -421,8 +485,6 @@ class Pipeline:
                 await asyncio.gather(*sends)
         finally:
             await stored  # never leave the writer thread working on a group we gave up
-        self.metrics.sink_batch_seconds.observe(loop.time() - started)
-        self.metrics.sink_batch_rows.observe(group.n_rows + len(group.dead))
         self.metrics.events_out.labels(
             topic=self.enriched_topic.get_topic_name()).inc(group.n_rows)
         if group.dead:
@@ -432,6 +494,7 @@ class Pipeline:
     def _store_group(self, group: _IntakeGroup) -> int:
         """In the writer thread (the only user of ``self.writer``): one insert per table."""
         assert self.writer is not None
+        started = time.monotonic()
         if group.rows:
             self.writer.add_columns("events_all", EVENT_COLUMN_NAMES,
                                     [*zip(*group.rows, strict=True), *group.geo], group.spans,
@@ -439,7 +502,10 @@ class Pipeline:
         if group.dead:
             self.writer.add_batch("deadletters", DEADLETTER_COLUMN_NAMES,
                                   deadletter_rows(group.dead), group.spans)
-        return self.writer.flush()
+        written = self.writer.flush()
+        self.metrics.sink_batch_seconds.observe(time.monotonic() - started)
+        self.metrics.sink_batch_rows.observe(written)
+        return written
 
     async def process_raw_batch(self, events: Sequence[faust.EventT]) -> None:
         """Validate, enrich, store and publish one batch of raw messages now; returns when all
