@@ -16,6 +16,7 @@ import collections
 import datetime as dt
 import logging
 import ssl
+import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -381,8 +382,8 @@ class Pipeline:
                 self._group.timer.cancel()
             self._group = None
 
-    _group: _IntakeGroup | None = None
-    _inflight: collections.deque[asyncio.Task[None]] = collections.deque()
+    _group: _IntakeGroup | None = None  # the group being prepared
+    _inflight: collections.deque[asyncio.Task[None]]  # flushes started, oldest first
 
     def _fail(self, exc: BaseException) -> None:
         # Nothing of this batch is acked; say so loudly (/health "down", 503) so an
@@ -470,7 +471,6 @@ class Pipeline:
     async def _store_and_publish(self, group: _IntakeGroup) -> None:
         assert self.writer is not None
         loop = asyncio.get_running_loop()
-        started = loop.time()
         stored = loop.run_in_executor(self.ch_executor, self._store_group, group)
         try:
             sends = []
@@ -485,8 +485,6 @@ class Pipeline:
                 await asyncio.gather(*sends)
         finally:
             await stored  # never leave the writer thread working on a group we gave up
-        self.metrics.sink_batch_seconds.observe(loop.time() - started)
-        self.metrics.sink_batch_rows.observe(group.n_rows + len(group.dead))
         self.metrics.events_out.labels(
             topic=self.enriched_topic.get_topic_name()).inc(group.n_rows)
         if group.dead:
@@ -496,6 +494,7 @@ class Pipeline:
     def _store_group(self, group: _IntakeGroup) -> int:
         """In the writer thread (the only user of ``self.writer``): one insert per table."""
         assert self.writer is not None
+        started = time.monotonic()
         if group.rows:
             self.writer.add_columns("events_all", EVENT_COLUMN_NAMES,
                                     [*zip(*group.rows, strict=True), *group.geo], group.spans,
@@ -503,7 +502,10 @@ class Pipeline:
         if group.dead:
             self.writer.add_batch("deadletters", DEADLETTER_COLUMN_NAMES,
                                   deadletter_rows(group.dead), group.spans)
-        return self.writer.flush()
+        written = self.writer.flush()
+        self.metrics.sink_batch_seconds.observe(time.monotonic() - started)
+        self.metrics.sink_batch_rows.observe(written)
+        return written
 
     async def process_raw_batch(self, events: Sequence[faust.EventT]) -> None:
         """Validate, enrich, store and publish one batch of raw messages now; returns when all
