@@ -23,6 +23,7 @@ import asyncio
 import datetime as dt
 import functools
 import logging
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -130,6 +131,10 @@ SETTINGS do_not_merge_across_partitions_select_final = 1
 
 #: How often the timer looks for idle reps whose days can close, seconds.
 IDLE_CHECK_INTERVAL_S = 5.0
+#: A rep counts as idle (close_idle) after this many derivation intervals without new
+#: events, and at least IDLE_AFTER_MIN_S.
+IDLE_AFTER_INTERVALS = 20
+IDLE_AFTER_MIN_S = 5.0
 #: The first privacy sweep runs this long after the stage starts (then every
 #: ``privacy.sweep_interval_s``).
 SWEEP_FIRST_AFTER_S = 60.0
@@ -337,7 +342,10 @@ class SessionStage:
         """Close the days of reps that stopped uploading.
 
         A rep-day closes when its local end is ``lateness_s`` behind the rep's watermark,
-        which only the rep's own events move. An idle rep's watermark is moved up to
+        which only the rep's own events move. A rep is idle when nothing of it was derived
+        for ``IDLE_AFTER_INTERVALS`` derivation intervals (5 min by default), so a phone
+        sending a backlog or a history in several uploads is not cut off between them.
+        An idle rep's watermark is moved up to
         :meth:`idle_clock` when that closes one of its days (never otherwise: a higher
         watermark also rejects older late events); the closed days are redacted and
         recorded, and the emptied state is evicted (a rebuild restores its watermark from
@@ -348,9 +356,13 @@ class SessionStage:
         late = dt.timedelta(seconds=self.params.lateness_s)
         closed: dict[str, tuple[str, list[dt.date]]] = {}
         watermarks: dict[str, dt.datetime] = {}
+        mono = time.monotonic()
+        quiet = max(IDLE_AFTER_MIN_S, IDLE_AFTER_INTERVALS * self.derive_interval_s)
         for rep, state in self.states.items():
             if state.dirty or state.is_empty:
                 continue  # dirty: derive_due closes its days after deriving
+            if mono - self.last_derived.get(rep, -math.inf) < quiet:
+                continue  # uploaded lately (a backlog or history sent in parts)
             clock = self.idle_clock(rep)
             if clock is None or (state.watermark is not None and clock <= state.watermark):
                 continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -133,6 +134,12 @@ def test_dirty_and_own_watermark_reps_are_left_to_derivation(ch: Any) -> None:
     _hold(stage, "busy", [_ping("busy", end + dt.timedelta(days=3))])
     assert _run(stage.close_idle()) == 0
     assert stage.states["idle"].open_days() == [DAY]
+    # derived, but lately: a phone sending its history in parts is not idle between them
+    _hold(stage, "recent", [_ping("recent", local(9))])
+    stage.last_derived["recent"] = time.monotonic()
+    assert _run(stage.close_idle()) == 0
+    stage.last_derived["recent"] = time.monotonic() - 3600
+    assert _run(stage.close_idle()) == 1 and "recent" not in stage.states
 
 
 def test_stage_sweep_redacts_closed_days_of_reps_it_does_not_hold(ch: Any) -> None:
