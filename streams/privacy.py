@@ -645,14 +645,21 @@ ORDER BY d.local_date, d.rep_id"""
     return out
 
 
+#: Rep-days one sweep redacts at most (a few batches of mutations; the rest waits for the
+#: next sweep), so a sweep never holds the sessions stage for long.
+SWEEP_MAX_DAYS = 2000
+
+
 def sweep_closed_days(client: Any, privacy: PrivacySettings, lateness_s: float, *,
                       clock: Any = None, skip: Any = None,
-                      lock: threading.Lock | None = None) -> tuple[int, int]:
-    """Redact closed rep-days that were never redacted (:func:`unredacted_closed_days`);
-    ``skip(rep)`` leaves a rep out (one whose open days a session stage holds). Returns
-    (rep-days, mutations). Idempotent and safe to run from several workers at once."""
+                      lock: threading.Lock | None = None,
+                      limit: int = SWEEP_MAX_DAYS) -> tuple[int, int]:
+    """Redact closed rep-days that were never redacted (:func:`unredacted_closed_days`),
+    at most ``limit``; ``skip(rep)`` leaves a rep out (one whose open days a session stage
+    holds). Returns (rep-days, statements). Idempotent and safe to run from several
+    workers at once."""
     with lock or nullcontext():
-        found = unredacted_closed_days(client, privacy, lateness_s, clock=clock)
+        found = unredacted_closed_days(client, privacy, lateness_s, clock=clock, limit=limit)
     if skip is not None:
         found = {r: v for r, v in found.items() if not skip(r)}
     if not found:
