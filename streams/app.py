@@ -275,7 +275,8 @@ class Pipeline:
         w = self.settings.worker
         stage = self.sessions = SessionStage(
             self, self.settings.sessions, self.settings.transitions,
-            derive_interval_s=w.derive_interval_s, max_cached_events=w.max_cached_events)
+            derive_interval_s=w.derive_interval_s, max_cached_events=w.max_cached_events,
+            derive_budget=w.derive_budget, max_derive_interval_s=w.max_derive_interval_s)
         self.app.agent(self.enriched_topic, name="geotel.sessions")(stage.run)
         self.app.timer(max(0.5, min(w.derive_interval_s, 2.0)))(stage.tick)
 
@@ -333,6 +334,8 @@ class Pipeline:
                                  "rebuilt_reps": stage.rebuilt_reps,
                                  "pending_messages": len(stage.pending),
                                  "dirty_reps": sum(1 for rs in states if rs.dirty),
+                                 "derive_interval_s": round(stage.pacer.interval_s, 1),
+                                 "derive_duty": round(stage.pacer.duty, 3),
                                  "cached_events": sum(rs.event_count() for rs in states)}
         return {"status": status, "components": parts}
 

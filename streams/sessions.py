@@ -52,6 +52,7 @@ from sinks.rows import (
     stored_event,
 )
 from sinks.writer import ClickHouseWriter
+from streams.pacing import DerivePacer
 from streams.privacy import (
     closed_watermarks,
     day_bounds,
@@ -147,11 +148,15 @@ def _sql_list(values: Sequence[str]) -> str:
 
 class SessionStage:
     def __init__(self, pipeline: Any, params: SessionParams, transition_params: TransitionParams,
-                 *, derive_interval_s: float, max_cached_events: int) -> None:
+                 *, derive_interval_s: float, max_cached_events: int,
+                 derive_budget: float = 0.3, max_derive_interval_s: float = 300.0) -> None:
         self.p = pipeline
         self.params = params
         self.tparams = transition_params
         self.derive_interval_s = derive_interval_s
+        # Derivation re-reads whole rep-days: under load it is paced to a share of the time.
+        self.pacer = DerivePacer(derive_interval_s, budget=derive_budget,
+                                 max_s=max_derive_interval_s)
         self.max_cached_events = max_cached_events
         self.states: OrderedDict[str, RepSessionState] = OrderedDict()  # LRU order
         self.rep_partition: dict[str, int] = {}
@@ -256,10 +261,12 @@ class SessionStage:
         transitions: list[Any] = []
         closed: dict[str, tuple[str, list[dt.date]]] = {}
         watermarks: dict[str, dt.datetime] = {}
+        interval = self.pacer.interval_s
+        busy_from = time.perf_counter()
         for rep, state in self.states.items():
             if not state.dirty:
                 continue
-            if not force and mono - self.last_derived.get(rep, 0.0) < self.derive_interval_s:
+            if not force and mono - self.last_derived.get(rep, 0.0) < interval:
                 continue
             # Derive without closing: a day derived and closed in one call (a backlog of
             # several days) still needs its events for the transitions.
@@ -285,6 +292,7 @@ class SessionStage:
                 closed[rep] = (str(state.tz), days)
                 if state.watermark is not None:
                     watermarks[rep] = state.watermark
+        self.pacer.record(time.perf_counter() - busy_from)
         if updates:
             await self._publish(updates, transitions)  # final rows first, then redaction
         if closed:

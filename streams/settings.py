@@ -134,6 +134,13 @@ class WorkerSettings(_Section):
                                      description="A rep-day with new events is re-derived at "
                                      "most this often: many uploads, one derivation. Also the "
                                      "delay before field.* records and rep_daily update.")
+    derive_budget: float = Field(default=0.3, gt=0, le=1,
+                                 description="Share of the worker's time derivation may take. "
+                                 "Past it the derivation interval stretches in proportion "
+                                 "(each rep-day is re-derived less often; intake keeps up).")
+    max_derive_interval_s: float = Field(default=300.0, gt=0,
+                                         description="The longest the stretched derivation "
+                                         "interval gets, however busy the worker.")
     max_cached_events: int = Field(default=2_000_000, ge=10_000,
                                    description="Events of open rep-days held in memory; past "
                                    "it, idle reps are evicted and rebuilt from ClickHouse "
