@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from decimal import Decimal
 from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from schemas.events import FormValue, VisitOutcome
 
 #: Namespace of every id derived here (uuid5 of "geotel.processors").
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "geotel.processors")
@@ -78,6 +81,16 @@ class Segment(_Record):
     inferred: bool = Field(default=False, description="Break or visit end inferred, not "
                            "checked in.")
     n_pings: int = 0
+    # The linked visit submission's facts (a visit with ``submission_event_id``), so a
+    # consumer (and the ``visits`` view) needs no join with the forms; empty otherwise.
+    outcome: VisitOutcome | None = Field(default=None, description="Outcome of the linked "
+                                         "visit submission; null without one.")
+    order_currency: str | None = None
+    order_total: Decimal | None = None
+    tags: tuple[str, ...] = ()
+    form: dict[str, FormValue] = Field(default_factory=dict)
+    notes: str = ""
+    photo_count: int = 0
     version: int = 0
 
 

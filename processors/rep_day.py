@@ -76,6 +76,14 @@ def unique_events(events: Iterable[AnyEvent]) -> list[AnyEvent]:
     return sorted(chosen, key=lambda e: (e.ts, e.event_id.int))
 
 
+def submission_facts(sub: VisitSubmission) -> dict[str, object]:
+    """What a visit segment carries of its linked submission (the ``visits`` view's form
+    columns): outcome, order currency and total, tags, form, notes, number of photos."""
+    return {"outcome": sub.outcome, "order_currency": sub.order.currency if sub.order else None,
+            "order_total": sub.order.total if sub.order else None, "tags": tuple(sub.tags),
+            "form": dict(sub.form), "notes": sub.notes, "photo_count": len(sub.photos)}
+
+
 def clock_offsets(events: Sequence[AnyEvent], params: SessionParams) -> dict[str, float]:
     """Per device: seconds to add to its times (min of received_at - ts, when plausible)."""
     if not params.clock_correction:
@@ -174,14 +182,17 @@ def derive_rep_day(
         if not m.gap:
             segments.append(seg(SegmentKind.travel, m.start_t, m.end_t,
                                 distance_m=round(m.distance_m, 2), n_pings=m.n))
+    forms = {str(s.event_id): s for s in subs}
     for v in visits:
+        sub = forms.get(v.submission_event_id) if v.submission_event_id else None
         segments.append(seg(SegmentKind.visit, v.start_t, v.end_t, key=v.account_id,
                             lon=v.lon, lat=v.lat, place_id=v.account_id,
                             place_kind="customer", visit_id=v.visit_id,
                             visit_source=v.source, verified=v.verified,
                             place_distance_m=v.place_distance_m,
                             submission_event_id=v.submission_event_id,
-                            inferred=v.inferred, n_pings=v.n_pings))
+                            inferred=v.inferred, n_pings=v.n_pings,
+                            **(submission_facts(sub) if sub is not None else {})))
     for b in breaks:
         segments.append(seg(SegmentKind.break_, b.start_t, b.end_t, inferred=b.inferred))
     segments.sort(key=lambda s: (s.start, s.kind.value, str(s.segment_id)))

@@ -10,7 +10,10 @@ A cluster keeps each migration table twice per node:
 Views are created over the Distributed tables. Every statement is ``ON CLUSTER``. The DDL
 is the schema after the last migration: a view a later migration redefines (``replace``)
 appears once, with its last definition, as ``CREATE OR REPLACE`` so that applying the file
-again upgrades a cluster created from an older one.
+again upgrades a cluster created from an older one; columns a later migration adds
+(``AddColumns``) are part of the table's CREATE, at the end as on a single node (a table
+created from an older file does not get them by re-applying it: ``ALTER TABLE <name>_local``
+and ``<name> ON CLUSTER ... ADD COLUMN``).
 
 Sharding key: rows that a (Replacing)MergeTree folds, or an insert that is retried, must land
 on the same shard, or duplicates survive on two shards. So the key is a function of the ORDER
@@ -29,11 +32,13 @@ import argparse
 import re
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from sinks.exceptions import SinkError
 from sinks.migrations import (
     MIGRATIONS,
     MIGRATIONS_TABLE,
+    AddColumns,
     DbObject,
     MaterializedView,
     Migration,
@@ -182,6 +187,18 @@ def schema_objects(migrations: Sequence[Migration] = MIGRATIONS) -> list[DbObjec
     objects: list[DbObject] = [MIGRATIONS_TABLE]
     for m in sorted(migrations, key=lambda m: m.version):
         for obj in m.objects:
+            if isinstance(obj, AddColumns):  # folded into the table's CREATE
+                i = next((i for i, o in enumerate(objects)
+                          if isinstance(o, Table) and o.name == obj.table), None)
+                if i is None:
+                    raise ClusterDDLError(f"columns added to {obj.table}, which no earlier "
+                                          "migration creates")
+                t = objects[i]
+                assert isinstance(t, Table)
+                known = {n for n, _ in t.columns}
+                objects[i] = replace(t, columns=[*t.columns, *(
+                    c for c in obj.columns if c[0] not in known)])
+                continue
             if isinstance(obj, View) and obj.replace:
                 objects = [o for o in objects if not (isinstance(o, View) and o.name == obj.name)]
             objects.append(obj)
@@ -213,7 +230,7 @@ def cluster_ddl(cluster: str, database: str = "geotel",
             out.append(distributed_table_ddl(obj, cluster, database))
         elif isinstance(obj, MaterializedView):
             out.append(materialized_view_ddl(obj, cluster, database))
-        else:
+        elif isinstance(obj, View):
             out.append(view_ddl(obj, cluster, database, names))
     return out
 

@@ -77,15 +77,36 @@ class MaterializedView:
     to: str
     source: str
     select: str
+    #: The INSERT ... SELECT the backfill runs instead of ``INSERT INTO to`` + ``select``
+    #: (when the source's older rows lack what the view's select reads).
+    backfill_sql: str | None = None
 
     def ddl(self) -> str:
         return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.name} TO {self.to} AS\n{self.select}"
 
     def backfill(self) -> str:
-        return f"INSERT INTO {self.to}\n{self.select}"
+        return self.backfill_sql or f"INSERT INTO {self.to}\n{self.select}"
 
 
-DbObject = Table | View | MaterializedView
+@dataclass(frozen=True)
+class AddColumns:
+    """Columns a later migration adds to a table an earlier one created (``ALTER TABLE ...
+    ADD COLUMN IF NOT EXISTS``, at the end, in order: idempotent). The cluster DDL folds them
+    into the table's CREATE."""
+
+    table: str
+    columns: Sequence[tuple[str, str]]
+
+    @property
+    def name(self) -> str:
+        return self.table
+
+    def ddl(self) -> str:
+        return f"ALTER TABLE {self.table}\n" + ",\n".join(
+            f"    ADD COLUMN IF NOT EXISTS {n} {t}" for n, t in self.columns)
+
+
+DbObject = Table | View | MaterializedView | AddColumns
 
 
 @dataclass(frozen=True)
@@ -239,7 +260,23 @@ _CURRENT = ("(rep_id, local_date, version) IN "
 # Since migration 4 the segments and visits views read segments_current instead: one row
 # per segment id, the latest version wins, and an id a later derivation no longer has gets a
 # tombstone (is_deleted = 1, that derivation's version), so no join with rep_daily is needed.
-SEGMENT_CURRENT_COLUMNS: list[tuple[str, str]] = [*SEGMENT_COLUMNS, ("is_deleted", "UInt8")]
+SEGMENT_CURRENT_V4_COLUMNS: list[tuple[str, str]] = [*SEGMENT_COLUMNS, ("is_deleted", "UInt8")]
+
+# Since migration 6 a visit segment carries its linked submission's facts (the same columns
+# as visit_forms; outcome NULL for a visit without a form), in segments_current and in
+# visits_current, which holds only the visits (and the tombstones) and is what `visits`
+# reads: no join with the forms at query time.
+SEGMENT_FORM_COLUMNS: list[tuple[str, str]] = [
+    ("outcome", "LowCardinality(Nullable(String))"),
+    ("order_currency", "LowCardinality(Nullable(String))"),
+    ("order_total", "Nullable(Decimal(18, 4))"),
+    ("tags", "Array(LowCardinality(String))"),
+    ("form", "Map(LowCardinality(String), String)"),
+    ("notes", "String CODEC(ZSTD(3))"),
+    ("photo_count", "UInt16"),
+]
+SEGMENT_CURRENT_COLUMNS: list[tuple[str, str]] = [*SEGMENT_CURRENT_V4_COLUMNS,
+                                                  *SEGMENT_FORM_COLUMNS]
 
 _SEGMENT_NAMES = ", ".join(n if n != "end" else "`end`" for n, _ in SEGMENT_COLUMNS)
 
@@ -290,6 +327,54 @@ _TERRITORY_HOURLY_SELECT = """SELECT
 FROM events_all
 WHERE territory_id IS NOT NULL
 GROUP BY territory, hour"""
+
+# visits_current: a visit's columns (those the privacy redaction updates included), its form,
+# version and is_deleted. Rows come from segments_current through a materialized view: the
+# visits, and every tombstone (a tombstone does not know its segment's kind; one of a
+# non-visit id has no live row here and FINAL drops it).
+_VISIT_CURRENT_NAMES = ["segment_id", "rep_id", "local_date", "kind", "start", "end",
+                        "duration_s", "lon", "lat", "place_id", "place_kind", "visit_id",
+                        "visit_source", "verified", "place_distance_m", "submission_event_id"]
+VISIT_CURRENT_COLUMNS: list[tuple[str, str]] = [
+    *((n, t) for n, t in SEGMENT_COLUMNS if n in _VISIT_CURRENT_NAMES),
+    *SEGMENT_FORM_COLUMNS, ("version", "UInt32"), ("is_deleted", "UInt8")]
+
+
+def _names(columns: Sequence[tuple[str, str]], prefix: str = "") -> str:
+    return ", ".join(prefix + (f"`{n}`" if n == "end" else n) for n, _ in columns)
+
+
+_VISITS_CURRENT_MV_SELECT = (f"SELECT {_names(VISIT_CURRENT_COLUMNS)}\n"
+                             "FROM segments_current WHERE kind = 'visit' OR is_deleted = 1")
+
+# A store migrated before version 6 has visits in segments_current without their forms:
+# the backfill copies the current visits with the form joined (a visit without a form gets
+# outcome NULL, as the pipeline writes it).
+_FORM_JOINED = {"outcome": "nullIf(e.outcome, '')", "order_currency": "e.order_currency",
+                "order_total": "e.order_total", "tags": "e.tags", "form": "e.form",
+                "notes": "e.notes", "photo_count": "e.photo_count", "is_deleted": "0"}
+_VISITS_CURRENT_BACKFILL = f"""INSERT INTO visits_current ({_names(VISIT_CURRENT_COLUMNS)})
+SELECT {", ".join(_FORM_JOINED.get(n, "s." + (f"`{n}`" if n == "end" else n))
+                  for n, _ in VISIT_CURRENT_COLUMNS)}
+FROM (SELECT * FROM segments_current FINAL WHERE kind = 'visit'
+      SETTINGS do_not_merge_across_partitions_select_final = 1) AS s
+LEFT ANY JOIN (SELECT event_id, outcome, order_currency, order_total, tags, form, notes,
+                      photo_count
+               FROM visit_forms) AS e
+       ON s.submission_event_id = e.event_id"""
+
+# The segments view names its columns: segments_current also has the form columns now.
+_SEGMENTS_V6_SELECT = (f"SELECT {_SEGMENT_NAMES} FROM segments_current FINAL\n"
+                       "SETTINGS do_not_merge_across_partitions_select_final = 1")
+
+# The same columns (names and types) as the visits view of migration 4, read from one
+# table: FINAL per weekly partition drops older versions and retracted ids.
+_VISITS_V6_SELECT = """SELECT segment_id, rep_id, local_date, start, `end`, duration_s,
+       place_id AS account_id, visit_id, visit_source AS source, verified,
+       place_distance_m AS distance_m, lon, lat, submission_event_id,
+       outcome, order_currency, order_total, tags, form, notes, photo_count
+FROM visits_current FINAL
+SETTINGS do_not_merge_across_partitions_select_final = 1"""
 
 MIGRATIONS: list[Migration] = [
     Migration(1, "events and dead letters", [
@@ -421,7 +506,7 @@ FROM territory_hourly_agg GROUP BY territory, hour"""),
     ]),
     Migration(4, "segments_current: segments and visits without the version join", [
         Table(
-            "segments_current", SEGMENT_CURRENT_COLUMNS,
+            "segments_current", SEGMENT_CURRENT_V4_COLUMNS,
             engine="ReplacingMergeTree(version, is_deleted)",
             partition_by="toMonday(local_date)",
             order_by="(rep_id, local_date, segment_id)",
@@ -447,6 +532,22 @@ FROM territory_hourly_agg GROUP BY territory, hour"""),
                     "were redacted (streams/privacy.py); the sweep redacts closed days "
                     "missing here",
         ),
+    ]),
+    Migration(6, "visits_current: visits with their forms, no join at query time", [
+        AddColumns("segments_current", SEGMENT_FORM_COLUMNS),
+        Table(
+            "visits_current", VISIT_CURRENT_COLUMNS,
+            engine="ReplacingMergeTree(version, is_deleted)",
+            partition_by="toMonday(local_date)",
+            order_by="(rep_id, local_date, segment_id)",
+            settings=DEDUP,
+            comment="Latest version of each visit with its form, retracted ids as is_deleted "
+                    "rows (from segments_current); query visits",
+        ),
+        MaterializedView("visits_current_mv", "visits_current", "segments_current",
+                         _VISITS_CURRENT_MV_SELECT, backfill_sql=_VISITS_CURRENT_BACKFILL),
+        View("segments", _SEGMENTS_V6_SELECT, replace=True),
+        View("visits", _VISITS_V6_SELECT, replace=True),
     ]),
 ]
 

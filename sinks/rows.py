@@ -38,9 +38,10 @@ def _form_value(v: object) -> str:
 
 #: Columns of an event row before the enrichment columns (see ``event_base_row``).
 EVENT_BASE_COLUMNS = len(EVENT_COLUMN_NAMES) - 6
-#: Shared empty values of the map and array columns (never mutated).
+#: Shared empty values of the map and array columns (never mutated; a tuple, not a list,
+#: so the garbage collector can untrack rows that hold nothing else mutable).
 EMPTY_FORM: dict[str, str] = {}
-EMPTY_TAGS: list[str] = []
+EMPTY_TAGS: tuple[str, ...] = ()
 
 
 def event_row(
@@ -62,8 +63,8 @@ def event_base_row(
     provider = action = account_id = visit_id = None
     started = ended = outcome = currency = total = None
     notes = photos = lines = ""
-    form: dict[str, str] = {}
-    tags: list[str] = []
+    form: dict[str, str] = EMPTY_FORM
+    tags: tuple[str, ...] = EMPTY_TAGS
     photo_count = 0
     is_mock = False
     if isinstance(ev, Ping):
@@ -80,7 +81,7 @@ def event_base_row(
         started, ended, outcome = ev.started_at, ev.ended_at, ev.outcome.value
         notes = ev.notes
         form = {k: _form_value(v) for k, v in ev.form.items()}
-        tags = list(ev.tags)
+        tags = tuple(ev.tags)
         photo_count = len(ev.photos)
         if ev.photos:
             photos = orjson.dumps([p.model_dump(mode="json") for p in ev.photos]).decode()
@@ -129,16 +130,27 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 #: views drop the id).
 _TOMBSTONE: dict[str, object] = {
     "kind": "stop", "start": _EPOCH, "end": _EPOCH, "duration_s": 0.0, "workday_s": 0.0,
-    "distance_m": 0.0, "inferred": False, "n_pings": 0, "is_deleted": 1}
+    "distance_m": 0.0, "inferred": False, "n_pings": 0, "is_deleted": 1,
+    "tags": EMPTY_TAGS, "form": EMPTY_FORM, "notes": "", "photo_count": 0}
+
+
+def segment_current_row(s: Any) -> tuple[object, ...]:
+    """The ``segments_current`` row of a live segment (``processors.Segment``): its fields,
+    ``is_deleted`` = 0, the form's values as text (as in ``visit_forms``)."""
+    d = s.__dict__
+    form = d["form"]
+    extra = {"is_deleted": 0, "tags": list(d["tags"]),
+             "form": {k: _form_value(v) for k, v in form.items()} if form else EMPTY_FORM}
+    return tuple(extra[c] if c in extra else _plain(d[c]) for c in SEGMENT_CURRENT_COLUMN_NAMES)
 
 
 def segment_current_rows(updates: Iterable[Any]) -> list[tuple[object, ...]]:
     """``segments_current`` rows of rep-day updates (``processors.RepDayUpdate``): every
-    segment of the derivation, and a tombstone (``is_deleted`` = 1) for every id it
-    retracted, all at the derivation's version."""
+    segment of the derivation (visits with their form), and a tombstone (``is_deleted`` =
+    1) for every id it retracted, all at the derivation's version."""
     out: list[tuple[object, ...]] = []
     for u in updates:
-        out.extend((*row, 0) for row in model_rows(u.segments, SEGMENT_COLUMN_NAMES))
+        out.extend(segment_current_row(s) for s in u.segments)
         for sid in u.retracted:
             known = {"segment_id": sid, "rep_id": u.rep_id, "local_date": u.local_date,
                      "version": u.version, **_TOMBSTONE}

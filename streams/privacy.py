@@ -489,11 +489,13 @@ def closed_day_windows(client: Any, rep_id: str, tz: str, days: Sequence[dt.date
 
 
 def _segment_tables(client: Any) -> list[str]:
-    """``segments_all`` and, where a migration created it, ``segments_current``."""
+    """``segments_all`` and, where a migration created them, ``segments_current`` and
+    ``visits_current``."""
+    tables = ("segments_all", "segments_current", "visits_current")
     names = {r[0] for r in client.query(
         "SELECT name FROM system.tables WHERE database = currentDatabase() "
-        "AND name IN ('segments_all', 'segments_current')").result_rows}
-    return [t for t in ("segments_all", "segments_current") if t in names] or ["segments_all"]
+        f"AND name IN {tables}").result_rows}
+    return [t for t in tables if t in names] or ["segments_all"]
 
 
 def _utc(v: Any) -> dt.datetime | None:

@@ -50,9 +50,11 @@ EXPORT_TABLES: tuple[tuple[str, str], ...] = (
     ("rep_last_position", "ts"),
 )
 
-#: Tables with a ``rep_id`` column that erase deletes from.
+#: Tables with a ``rep_id`` column that erase deletes from (a mutation of segments_current
+#: does not reach visits_current, which its materialized view fills: both are listed).
 ERASE_TABLES: tuple[str, ...] = ("events_all", "deadletters", "rep_daily_all", "segments_all",
-                                 "transitions_all", "visit_forms", "rep_last_position_agg")
+                                 "segments_current", "visits_current", "transitions_all",
+                                 "visit_forms", "rep_last_position_agg", "closed_rep_days")
 
 _KEYS_CHUNK = 500
 

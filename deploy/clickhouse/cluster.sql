@@ -468,7 +468,14 @@ CREATE TABLE IF NOT EXISTS geotel.segments_current_local ON CLUSTER 'geotel'
     inferred Bool,
     n_pings UInt32,
     version UInt32,
-    is_deleted UInt8
+    is_deleted UInt8,
+    outcome LowCardinality(Nullable(String)),
+    order_currency LowCardinality(Nullable(String)),
+    order_total Nullable(Decimal(18, 4)),
+    tags Array(LowCardinality(String)),
+    form Map(LowCardinality(String), String),
+    notes String CODEC(ZSTD(3)),
+    photo_count UInt16
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', version, is_deleted)
 PARTITION BY toMonday(local_date)
@@ -498,31 +505,17 @@ CREATE TABLE IF NOT EXISTS geotel.segments_current ON CLUSTER 'geotel'
     inferred Bool,
     n_pings UInt32,
     version UInt32,
-    is_deleted UInt8
+    is_deleted UInt8,
+    outcome LowCardinality(Nullable(String)),
+    order_currency LowCardinality(Nullable(String)),
+    order_total Nullable(Decimal(18, 4)),
+    tags Array(LowCardinality(String)),
+    form Map(LowCardinality(String), String),
+    notes String CODEC(ZSTD(3)),
+    photo_count UInt16
 )
 ENGINE = Distributed('geotel', 'geotel', 'segments_current_local', cityHash64(rep_id))
 COMMENT 'Latest version of each segment id, retracted ids as is_deleted rows; query segments';
-
-CREATE OR REPLACE VIEW geotel.segments ON CLUSTER 'geotel' AS
-SELECT * EXCEPT (is_deleted) FROM geotel.segments_current FINAL
-SETTINGS do_not_merge_across_partitions_select_final = 1;
-
-CREATE OR REPLACE VIEW geotel.visits ON CLUSTER 'geotel' AS
-SELECT s.segment_id AS segment_id, s.rep_id AS rep_id,
-       s.local_date AS local_date, s.start AS start, s.end AS end,
-       s.duration_s AS duration_s, s.place_id AS account_id, s.visit_id AS visit_id,
-       s.visit_source AS source, s.verified AS verified,
-       s.place_distance_m AS distance_m, s.lon AS lon, s.lat AS lat,
-       s.submission_event_id AS submission_event_id,
-       e.outcome AS outcome, e.order_currency AS order_currency,
-       e.order_total AS order_total, e.tags AS tags, e.form AS form, e.notes AS notes,
-       e.photo_count AS photo_count
-FROM geotel.segments AS s
-LEFT ANY JOIN (SELECT event_id, outcome, order_currency, order_total, tags, form, notes,
-                      photo_count
-               FROM geotel.visit_forms) AS e
-       ON s.submission_event_id = e.event_id
-WHERE s.kind = 'visit';
 
 CREATE TABLE IF NOT EXISTS geotel.closed_rep_days_local ON CLUSTER 'geotel'
 (
@@ -549,3 +542,83 @@ CREATE TABLE IF NOT EXISTS geotel.closed_rep_days ON CLUSTER 'geotel'
 )
 ENGINE = Distributed('geotel', 'geotel', 'closed_rep_days_local', cityHash64(rep_id))
 COMMENT 'Rep-days closed by the sessions stage and how their off-duty positions were redacted (streams/privacy.py); the sweep redacts closed days missing here';
+
+CREATE TABLE IF NOT EXISTS geotel.visits_current_local ON CLUSTER 'geotel'
+(
+    segment_id UUID,
+    rep_id LowCardinality(String),
+    local_date Date,
+    kind Enum8('stop' = 1, 'visit' = 2, 'travel' = 3, 'break' = 4),
+    start DateTime64(3, 'UTC'),
+    end DateTime64(3, 'UTC'),
+    duration_s Float64,
+    lon Nullable(Float64),
+    lat Nullable(Float64),
+    place_id Nullable(String),
+    place_kind LowCardinality(Nullable(String)),
+    visit_id Nullable(String),
+    visit_source LowCardinality(Nullable(String)),
+    verified Nullable(Bool),
+    place_distance_m Nullable(Float32),
+    submission_event_id Nullable(UUID),
+    outcome LowCardinality(Nullable(String)),
+    order_currency LowCardinality(Nullable(String)),
+    order_total Nullable(Decimal(18, 4)),
+    tags Array(LowCardinality(String)),
+    form Map(LowCardinality(String), String),
+    notes String CODEC(ZSTD(3)),
+    photo_count UInt16,
+    version UInt32,
+    is_deleted UInt8
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', version, is_deleted)
+PARTITION BY toMonday(local_date)
+ORDER BY (rep_id, local_date, segment_id)
+COMMENT 'Latest version of each visit with its form, retracted ids as is_deleted rows (from segments_current); query visits (replicated shard-local data)';
+
+CREATE TABLE IF NOT EXISTS geotel.visits_current ON CLUSTER 'geotel'
+(
+    segment_id UUID,
+    rep_id LowCardinality(String),
+    local_date Date,
+    kind Enum8('stop' = 1, 'visit' = 2, 'travel' = 3, 'break' = 4),
+    start DateTime64(3, 'UTC'),
+    end DateTime64(3, 'UTC'),
+    duration_s Float64,
+    lon Nullable(Float64),
+    lat Nullable(Float64),
+    place_id Nullable(String),
+    place_kind LowCardinality(Nullable(String)),
+    visit_id Nullable(String),
+    visit_source LowCardinality(Nullable(String)),
+    verified Nullable(Bool),
+    place_distance_m Nullable(Float32),
+    submission_event_id Nullable(UUID),
+    outcome LowCardinality(Nullable(String)),
+    order_currency LowCardinality(Nullable(String)),
+    order_total Nullable(Decimal(18, 4)),
+    tags Array(LowCardinality(String)),
+    form Map(LowCardinality(String), String),
+    notes String CODEC(ZSTD(3)),
+    photo_count UInt16,
+    version UInt32,
+    is_deleted UInt8
+)
+ENGINE = Distributed('geotel', 'geotel', 'visits_current_local', cityHash64(rep_id))
+COMMENT 'Latest version of each visit with its form, retracted ids as is_deleted rows (from segments_current); query visits';
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS geotel.visits_current_mv ON CLUSTER 'geotel' TO geotel.visits_current_local AS
+SELECT segment_id, rep_id, local_date, kind, start, `end`, duration_s, lon, lat, place_id, place_kind, visit_id, visit_source, verified, place_distance_m, submission_event_id, outcome, order_currency, order_total, tags, form, notes, photo_count, version, is_deleted
+FROM geotel.segments_current_local WHERE kind = 'visit' OR is_deleted = 1;
+
+CREATE OR REPLACE VIEW geotel.segments ON CLUSTER 'geotel' AS
+SELECT segment_id, rep_id, local_date, kind, start, `end`, duration_s, workday_s, lon, lat, distance_m, place_id, place_kind, visit_id, visit_source, verified, place_distance_m, submission_event_id, inferred, n_pings, version FROM geotel.segments_current FINAL
+SETTINGS do_not_merge_across_partitions_select_final = 1;
+
+CREATE OR REPLACE VIEW geotel.visits ON CLUSTER 'geotel' AS
+SELECT segment_id, rep_id, local_date, start, `end`, duration_s,
+       place_id AS account_id, visit_id, visit_source AS source, verified,
+       place_distance_m AS distance_m, lon, lat, submission_event_id,
+       outcome, order_currency, order_total, tags, form, notes, photo_count
+FROM geotel.visits_current FINAL
+SETTINGS do_not_merge_across_partitions_select_final = 1;
