@@ -8,8 +8,10 @@ shaped like the pipeline's output for ``--reps`` reps over ``--days`` days:
   derived ``DERIVATIONS`` (5) times as its day goes on: every derivation writes its
   summary, transitions and segments (``segments_all`` and ``segments_current``), ids stay
   stable, and each derivation but the last has a provisional stop the next one retracts
-  (a tombstone in ``segments_current``). Every partition of the derived tables but the
-  newest is then merged, as background merges leave a running store (``--unmerged``: not);
+  (a tombstone in ``segments_current``). A visit segment carries its form's facts, and the
+  materialized view copies the visits and tombstones to ``visits_current``, as the
+  pipeline's writes do. Every partition of the derived tables but the newest is then
+  merged, as background merges leave a running store (``--unmerged``: not);
 * ``events``: a visit form (visit_submission) per visit for every day, and pings every
   60 s of a 10-hour day for the last ``--ping-days`` days (the "right now" and
   account-territory queries read pings; older pings would be the bulk of a real store);
@@ -21,6 +23,7 @@ printed. Run::
 
     python examples/cookbook_timing.py                 # 1,000 reps x 90 days
     python examples/cookbook_timing.py --markdown      # the table for docs/analysts.md
+    python examples/cookbook_timing.py --compare       # + the visits view of migration 4
 """
 
 from __future__ import annotations
@@ -64,6 +67,23 @@ def _seg_id(family: int, idx: str) -> str:
 SEGMENT_COLS = ("segment_id, rep_id, local_date, kind, start, end, duration_s, workday_s, lon,"
                 " lat, distance_m, place_id, place_kind, visit_id, visit_source, verified,"
                 " place_distance_m, submission_event_id, inferred, n_pings, version")
+#: segments_current also has is_deleted and, on a visit, its submission's facts (the
+#: pipeline's Segment fields; the visits_current materialized view copies the visits).
+CURRENT_COLS = (f"{SEGMENT_COLS}, is_deleted, outcome, order_currency, order_total, tags, form,"
+                " notes, photo_count")
+#: The form columns of a segment without a form (and of a tombstone).
+NO_FORM = "NULL, NULL, NULL, [], map(), '', 0"
+
+
+#: A visit's outcome and form answers (per rep, day and visit k), and its tags.
+FORM_FACTS = """['order_placed', 'follow_up', 'no_decision', 'not_interested'][
+                         cityHash64(r, d, k, 'o') % 4 + 1] AS oc,
+                     if(cityHash64(r, d, k, 'c') % 2 = 0,
+                        map('competitor_seen', ['Acme', 'Globex', 'Initech'][
+                            cityHash64(r, d, k, 'c') % 3 + 1]),
+                        map()) AS frm"""
+TAGS = ("arrayConcat(if(frm['competitor_seen'] = '', [], "
+        "[concat('competitor:', frm['competitor_seen'])]), ['need:delivery'])")
 
 
 def fill_statements(reps: int, days: int, ping_days: int,
@@ -117,26 +137,32 @@ def fill_statements(reps: int, days: int, ping_days: int,
                if(k < 8, toFloat32(cityHash64(r, d, k) % 120), NULL),
                if(k < 8, {sub_id}, NULL), false, 20, {ver}{{flag}}
         FROM (SELECT r, d, k, {start} + toIntervalSecond(k * 1200) AS st,
-                     toFloat64(600 + cityHash64(r, d, k) % 2400) AS dur
+                     toFloat64(600 + cityHash64(r, d, k) % 2400) AS dur, {FORM_FACTS}
               FROM {rd} ARRAY JOIN range({n_seg}) AS k)"""
+        # The visit's form facts, as the visit_submission events below have them.
+        facts = ("if(k < 8, oc, NULL), if(k < 8 AND oc = 'order_placed', 'EUR', NULL), "
+                 "if(k < 8 AND oc = 'order_placed', "
+                 "toDecimal64(cityHash64(r, d, k) % 200000 / 100, 4), NULL), "
+                 f"if(k < 8, {TAGS}, []), if(k < 8, frm, map()), '', toUInt16(k < 8)")
         provisional = f"""SELECT {_seg_id(2, str(j))}, {_rep('r')}, today() - d, 'stop',
                st, st + toIntervalSecond(600), 600, 600, 13.0 + (r % 50) * 0.02,
                52.3 + (r % 7) * 0.05, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, 5,
                {ver}{{flag}}
         FROM (SELECT r, d, {start} + toIntervalSecond({n_seg} * 1200) AS st FROM {rd})"""
-        rows = live if final else f"{live}\n        UNION ALL\n        {provisional}"
-        stmts.append(f"INSERT INTO segments_all ({SEGMENT_COLS})\n        "
-                     + rows.format(flag=""))
-        current = rows.format(flag=", 0")
+        stmts.append(f"INSERT INTO segments_all ({SEGMENT_COLS})\n        " + (
+            live if final else f"{live}\n        UNION ALL\n        {provisional}"
+        ).format(flag=""))
+        current = live.format(flag=f", 0, {facts}")
+        if not final:
+            current += f"\n        UNION ALL\n        {provisional.format(flag=', 0, ' + NO_FORM)}"
         if j > 1:  # the tombstone of the previous derivation's provisional stop
             current += f"""
         UNION ALL
         SELECT {_seg_id(2, str(j - 1))}, {_rep('r')}, today() - d, 'stop',
                toDateTime64(0, 3, 'UTC'), toDateTime64(0, 3, 'UTC'), 0, 0, NULL, NULL, 0,
-               NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, 0, {ver}, 1
+               NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, 0, {ver}, 1, {NO_FORM}
         FROM {rd}"""
-        stmts.append(f"INSERT INTO segments_current ({SEGMENT_COLS}, is_deleted)\n"
-                     f"        {current}")
+        stmts.append(f"INSERT INTO segments_current ({CURRENT_COLS})\n        {current}")
         stmts.append(f"""INSERT INTO transitions_all (transition_id, rep_id, local_date, kind,
             subject_id, at, lon, lat, geo_version, version)
         SELECT toUUID(concat(leftPad(hex(toUInt32(r)), 8, '0'), '-0004-4000-8000-',
@@ -155,19 +181,11 @@ def fill_statements(reps: int, days: int, ping_days: int,
                st + toIntervalSecond(2400), st + toIntervalSecond(2500), {account},
                concat('v-', toString(r), '-', toString(d), '-', toString(k)),
                st, st + toIntervalSecond(2400), oc, '', frm,
-               arrayConcat(if(frm['competitor_seen'] = '', [],
-                              [concat('competitor:', frm['competitor_seen'])]),
-                           ['need:delivery']),
+               {TAGS},
                1, '[]', if(oc = 'order_placed', 'EUR', NULL),
                if(oc = 'order_placed', toDecimal64(cityHash64(r, d, k) % 200000 / 100, 4),
                   NULL), '[]', 1
-        FROM (SELECT r, d, k, {start} + toIntervalSecond(k * 1200) AS st,
-                     ['order_placed', 'follow_up', 'no_decision', 'not_interested'][
-                         cityHash64(r, d, k, 'o') % 4 + 1] AS oc,
-                     if(cityHash64(r, d, k, 'c') % 2 = 0,
-                        map('competitor_seen', ['Acme', 'Globex', 'Initech'][
-                            cityHash64(r, d, k, 'c') % 3 + 1]),
-                        map()) AS frm
+        FROM (SELECT r, d, k, {start} + toIntervalSecond(k * 1200) AS st, {FORM_FACTS}
               FROM {rd} ARRAY JOIN range(8) AS k)""",
         f"""INSERT INTO events_all (event_id, rep_id, device_id, kind, ts, received_at, lat,
             lon, accuracy_m, speed_mps, provider, is_mock, territory_id, region,
@@ -195,7 +213,8 @@ def fill_statements(reps: int, days: int, ping_days: int,
     return stmts
 
 
-DERIVED = ("rep_daily_all", "segments_all", "segments_current", "transitions_all")
+DERIVED = ("rep_daily_all", "segments_all", "segments_current", "visits_current",
+           "transitions_all")
 
 
 def merge_closed_partitions(client: Any) -> None:
@@ -210,8 +229,63 @@ def merge_closed_partitions(client: Any) -> None:
             client.command(f"OPTIMIZE TABLE {table} PARTITION ID '{pid}' FINAL")
 
 
+def _times(client: Any, sql: str, runs: int) -> tuple[list[float], int]:
+    """Milliseconds of ``runs`` runs after one warm-up, and the number of rows."""
+    client.query(sql)  # warm-up
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        res = client.query(sql)
+        times.append((time.perf_counter() - t0) * 1000)
+    return times, len(res.result_rows)
+
+
+def view_definitions() -> dict[str, dict[str, str]]:
+    """The ``segments`` and ``visits`` views of migration 4 (``old``: visits joins every
+    visit form) and of the last migration (``new``: visits reads visits_current)."""
+    from sinks.migrations import MIGRATIONS, View
+
+    defs: dict[str, dict[str, str]] = {"old": {}, "new": {}}
+    for m in MIGRATIONS:
+        for o in m.objects:
+            if isinstance(o, View) and o.name in ("segments", "visits"):
+                if m.version == 4:
+                    defs["old"][o.name] = o.ddl()
+                defs["new"][o.name] = o.ddl()
+    return defs
+
+
+def compare_views(client: Any, runs: int, rounds: int = 2
+                  ) -> list[tuple[str, float, float]]:
+    """(question, old median ms, new median ms) of every query reading segments or visits,
+    the two view versions alternating ``rounds`` times on the same data."""
+    defs = view_definitions()
+    queries = [(q, sql) for q, sql in cookbook()
+               if re.search(r"\b(FROM|JOIN)\s+(visits|segments)\b", sql)]
+    times: dict[str, dict[str, list[float]]] = {"old": {}, "new": {}}
+    answers: dict[str, dict[str, list[Any]]] = {"old": {}, "new": {}}
+    try:
+        for _ in range(rounds):
+            for variant in ("old", "new"):
+                for ddl in defs[variant].values():
+                    client.command(ddl)
+                for q, sql in queries:
+                    times[variant].setdefault(q, []).extend(_times(client, sql, runs)[0])
+                    answers[variant].setdefault(q, sorted(map(repr, client.query(sql)
+                                                              .result_rows)))
+    finally:
+        for ddl in defs["new"].values():
+            client.command(ddl)
+    differ = [q for q, _ in queries if answers["old"][q] != answers["new"][q]]
+    if differ:
+        print(f"old and new views answer differently: {differ}")
+    return [(q, statistics.median(times["old"][q]), statistics.median(times["new"][q]))
+            for q, _ in queries]
+
+
 def run(reps: int, days: int, ping_days: int, runs: int, directory: Path,
-        merge_history: bool = True) -> tuple[dict[str, int], list[tuple[str, float, int]]]:
+        merge_history: bool = True, compare: bool = False
+        ) -> tuple[dict[str, int], list[tuple[str, float, int]], list[tuple[str, float, float]]]:
     from sinks.clickhouse import connect
     from sinks.migrations import migrate
 
@@ -224,18 +298,14 @@ def run(reps: int, days: int, ping_days: int, runs: int, directory: Path,
             merge_closed_partitions(client)
     sizes = {t: int(client.command(f"SELECT count() FROM {t}"))
              for t in ("rep_daily", "segments", "visits", "transitions", "events",
-                       "deadletters")}
+                       "deadletters", "segments_current", "visits_current")}
     results: list[tuple[str, float, int]] = []
     for question, sql in cookbook():
-        client.query(sql)  # warm-up
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            res = client.query(sql)
-            times.append(time.perf_counter() - t0)
-        results.append((question, statistics.median(times) * 1000, len(res.result_rows)))
+        times, n = _times(client, sql, runs)
+        results.append((question, statistics.median(times), n))
+    compared = compare_views(client, runs) if compare else []
     client.close()
-    return sizes, results
+    return sizes, results, compared
 
 
 def main() -> None:
@@ -249,17 +319,21 @@ def main() -> None:
     ap.add_argument("--unmerged", action="store_true",
                     help="leave every derivation unmerged (default: merge all partitions of "
                     "the derived tables but the newest, as a running store would have them)")
+    ap.add_argument("--compare", action="store_true",
+                    help="also time the queries on segments/visits with the views of "
+                    "migration 4 (visits joining the forms) and the current ones, alternating, "
+                    "on the same data")
     ap.add_argument("--dir", type=Path, default=None,
                     help="keep the chDB directory here (filled once, reused by later runs)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     if args.dir is not None:
-        sizes, results = run(args.reps, args.days, args.ping_days, args.runs, args.dir,
-                             not args.unmerged)
+        sizes, results, compared = run(args.reps, args.days, args.ping_days, args.runs,
+                                       args.dir, not args.unmerged, args.compare)
     else:
         with tempfile.TemporaryDirectory(prefix="cookbook-") as tmp:
-            sizes, results = run(args.reps, args.days, args.ping_days, args.runs, Path(tmp),
-                                 not args.unmerged)
+            sizes, results, compared = run(args.reps, args.days, args.ping_days, args.runs,
+                                           Path(tmp), not args.unmerged, args.compare)
     total = time.perf_counter() - t0
     print("rows: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
     width = max(len(q) for q, _, _ in results)
@@ -271,6 +345,10 @@ def main() -> None:
         else:
             flag = "" if ms <= args.target_ms else f"  (over {args.target_ms:.0f} ms)"
             print(f"{q:<{width}}  {ms:8.1f} ms  {n:6d} rows{flag}")
+    if compared:
+        print("\n| question | old views (migration 4) | new views |\n| --- | ---: | ---: |")
+        for q, old_ms, new_ms in compared:
+            print(f"| {q} | {old_ms:.0f} | {new_ms:.0f} |")
     slow = sum(1 for _, ms, _ in results if ms > args.target_ms)
     print(f"\n{len(results)} queries, {slow} over {args.target_ms:.0f} ms; "
           f"fill + runs took {total:.0f} s")
