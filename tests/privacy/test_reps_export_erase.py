@@ -66,7 +66,8 @@ def test_export_then_erase_leaves_other_reps(ch: Any, chdb_dir: Path) -> None:
     assert {r[2] for r in hourly} == {2}
     removed = erase_rep(ch, "r1")
     assert removed == {"events_all": 24, "deadletters": 1, "rep_daily_all": 1,
-                       "segments_all": 1, "transitions_all": 0, "visit_forms": 0,
+                       "segments_all": 1, "segments_current": 1, "visits_current": 0,
+                       "closed_rep_days": 0, "transitions_all": 0, "visit_forms": 0,
                        "rep_last_position_agg": 1,
                        "territory_hourly_agg": 24}
     for table, _ in EXPORT_TABLES:
