@@ -30,6 +30,7 @@ from processors.intake import Reject, RowBatch, TimeLimits, parse_message_rows
 from schemas.derived import DeadLetter, DeadLetterReason, Enrichment
 from sinks.rows import DEADLETTER_COLUMN_NAMES, EVENT_COLUMN_NAMES, deadletter_rows
 from sinks.writer import ClickHouseWriter
+from streams.batch_consumer import BatchConsumer
 from streams.enrich import Enricher, NullEnricher, encode_enriched_rows
 from streams.geosets import GeoEnricher
 from streams.metrics import Metrics
@@ -44,6 +45,7 @@ from streams.settings import (
     WORKDAYS,
     Settings,
 )
+from streams.web import make_consumer
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,12 @@ def make_faust_app(settings: Settings, *, web_enabled: bool = True,
         # One in-flight message per agent (faust-streaming issue 606): scale by partitions.
         agent_supervisor="mode.OneForOneSupervisor",
     )
+
+
+def intake_group(settings: Settings) -> str:
+    """The consumer group of the batch intake (Faust's own group uses Faust's assignor,
+    which a plain consumer cannot join)."""
+    return f"{settings.kafka.group_id}-intake"
 
 
 class _IntakeGroup:
@@ -178,7 +186,17 @@ class Pipeline:
         if run_agents:
             if self.writer is None:
                 raise ValueError("a worker needs a ClickHouse client")
-            self.app.agent(self.raw_topic, name="geotel.intake")(self._intake_agent)
+            self.intake: BatchConsumer | None = None
+            if settings.worker.intake_consumer == "batch":
+                w = settings.worker
+                self.intake = BatchConsumer(
+                    lambda: make_consumer(settings, group_id=intake_group(settings)),
+                    t(RAW), self._intake_batch, max_records=w.batch_max_messages,
+                    within_s=w.batch_within_s, autocommit=False,
+                    log_reset_check_s=LOG_RESET_CHECK_S)
+                self.app.task(self._run_intake)
+            else:
+                self.app.agent(self.raw_topic, name="geotel.intake")(self._intake_agent)
             if settings.worker.sessions_enabled:
                 self._add_sessions()
             self.app.timer(5.0)(self._update_lag)
@@ -246,6 +264,14 @@ class Pipeline:
     async def _update_lag(self) -> None:
         """Consumer lag per assigned partition: log end offset minus committed offset
         (Faust commits the next offset to read)."""
+        gauge = self.metrics.consumer_lag
+        intake = getattr(self, "intake", None)
+        if intake is not None:
+            try:
+                for tp, lag in (await intake.lag()).items():
+                    gauge.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+            except Exception as exc:  # the broker may be away; lag is best effort
+                log.debug("cannot read the intake's lag: %r", exc)
         consumer = self.app.consumer
         tps = list(consumer.assignment())
         if not tps:
@@ -257,7 +283,6 @@ class Pipeline:
             return
         committed = getattr(consumer, "_committed_offset", {})
         read = getattr(consumer, "_read_offset", {})
-        gauge = self.metrics.consumer_lag
         for tp in tps:
             done = committed.get(tp)
             if done is None:
@@ -322,8 +347,10 @@ class Pipeline:
             if not tail.caught_up:
                 status = "starting" if status == "ok" else status
         try:
-            assigned = sorted(f"{tp.topic}/{tp.partition}"
-                              for tp in self.app.consumer.assignment())
+            tps = set(self.app.consumer.assignment())
+            if getattr(self, "intake", None) is not None:
+                tps |= self.intake.assignment()  # type: ignore[union-attr]
+            assigned = sorted(f"{tp.topic}/{tp.partition}" for tp in tps)
         except Exception:
             assigned = []
         parts["consumer"] = {"assigned": assigned}
@@ -353,7 +380,6 @@ class Pipeline:
     # dead-letter sends completed, so offsets are never committed past unwritten data.
     async def _intake_agent(self, stream: faust.StreamT) -> None:
         cfg = self.settings.worker
-        loop = asyncio.get_running_loop()
         # noack_take: we ack after the batch is stored (take() would ack on failure too).
         batches = stream.noack_take(  # type: ignore[attr-defined]
             cfg.batch_max_messages, cfg.batch_within_s)
@@ -361,29 +387,57 @@ class Pipeline:
         self._inflight = collections.deque()
         try:
             async for events in batches:
-                await self.geo_ready()
-                self._raise_if_flush_failed()
-                group = self._group
-                if group is None:
-                    group = self._group = _IntakeGroup(loop.time(), stream)
-                    group.timer = loop.call_later(cfg.flush_interval_s, self._flush_due, group)
-                try:
-                    self._prepare(events, group)  # type: ignore[arg-type]
-                except Exception as exc:
-                    self._fail(exc)
-                    raise
-                if (group.n_rows >= cfg.flush_rows
-                        or loop.time() - group.started >= cfg.flush_interval_s):
-                    self._launch_flush()
-                # At most one group stored while the next one waits behind it: holding
-                # the agent here is the backpressure (a sink outage stops the intake).
-                while len(self._inflight) > 1:
-                    await asyncio.wait({self._inflight[0]})
-                    self._raise_if_flush_failed()
+                await self._intake_step(events, stream)
         finally:
-            if self._group is not None and self._group.timer is not None:
-                self._group.timer.cancel()
-            self._group = None
+            self._drop_group()
+
+    async def _run_intake(self) -> None:
+        """The intake on the batch consumer (``worker.intake_consumer = "batch"``)."""
+        assert self.intake is not None
+        self._group = None
+        self._inflight = collections.deque()
+        try:
+            await self.intake.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(exc)
+            raise
+        finally:
+            self._drop_group()
+
+    async def _intake_batch(self, records: Sequence[Any]) -> None:
+        await self._intake_step(records, self.intake)
+
+    async def _intake_step(self, events: Sequence[Any], acker: Any) -> None:
+        """Prepare one taken batch into the current group; store the group when it is big
+        or old enough. ``acker.ack(source)`` is called for each source once it is stored."""
+        cfg = self.settings.worker
+        loop = asyncio.get_running_loop()
+        await self.geo_ready()
+        self._raise_if_flush_failed()
+        group = self._group
+        if group is None:
+            group = self._group = _IntakeGroup(loop.time(), acker)
+            group.timer = loop.call_later(cfg.flush_interval_s, self._flush_due, group)
+        try:
+            self._prepare(events, group)
+        except Exception as exc:
+            self._fail(exc)
+            raise
+        if (group.n_rows >= cfg.flush_rows
+                or loop.time() - group.started >= cfg.flush_interval_s):
+            self._launch_flush()
+        # At most one group stored while the next one waits behind it: holding the intake
+        # here is the backpressure (a sink outage stops it).
+        while len(self._inflight) > 1:
+            await asyncio.wait({self._inflight[0]})
+            self._raise_if_flush_failed()
+
+    def _drop_group(self) -> None:
+        if self._group is not None and self._group.timer is not None:
+            self._group.timer.cancel()
+        self._group = None
 
     _group: _IntakeGroup | None = None  # the group being prepared
     _inflight: collections.deque[asyncio.Task[None]]  # flushes started, oldest first

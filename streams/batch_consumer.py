@@ -54,8 +54,14 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        # Let the batch in hand finish and commit while the partitions are still ours.
+        # Let the batch in hand finish, and commit what is acked, while the partitions are
+        # still ours.
         await self.owner._idle.wait()
+        consumer = self.owner.consumer
+        if consumer is not None:
+            await self.owner._commit_acked(consumer)
+        for tp in revoked:
+            self.owner._acked.pop(tp, None)
         if self.owner.on_revoked is not None:
             self.owner.on_revoked({tp.partition for tp in revoked})
 
@@ -65,21 +71,44 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class BatchConsumer:
+    """With ``autocommit`` (the default) a batch is committed when the handler returned;
+    without it the handler (or what it hands the batch to) calls :meth:`ack` for each
+    record once it is stored, in order, and acked offsets are committed every
+    ``commit_interval_s`` -- the way a Faust stream's acks work."""
+
     def __init__(self, consumer_factory: Callable[[], AIOKafkaConsumer], topic: str,
                  handler: Handler, *, max_records: int, within_s: float,
-                 on_revoked: Callable[[set[int]], None] | None = None) -> None:
+                 on_revoked: Callable[[set[int]], None] | None = None,
+                 autocommit: bool = True, commit_interval_s: float = 1.0,
+                 log_reset_check_s: float = 2.0) -> None:
         self._factory = consumer_factory
         self.topic = topic
         self.handler = handler
         self.max_records = max_records
         self.within_s = within_s
         self.on_revoked = on_revoked
+        self.autocommit = autocommit
+        self.commit_interval_s = commit_interval_s
+        self.log_reset_check_s = log_reset_check_s
         self.consumer: AIOKafkaConsumer | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
+        self._acked: dict[TopicPartition, int] = {}  # next offset to commit
+        self._committed: dict[TopicPartition, int] = {}
         self.batches = 0
         self.records = 0
+        self.log_resets = 0
+
+    async def ack(self, record: Record) -> None:
+        """``record`` is stored: its offset may be committed (acks come in order)."""
+        tp = TopicPartition(record.topic, record.partition)
+        if record.offset + 1 > self._acked.get(tp, -1):
+            self._acked[tp] = record.offset + 1
+
+    def assignment(self) -> set[TopicPartition]:
+        consumer = self.consumer
+        return set(consumer.assignment()) if consumer is not None else set()
 
     async def run(self) -> None:
         """Consume until :meth:`stop`; the handler's exceptions propagate (nothing of the
@@ -87,19 +116,34 @@ class BatchConsumer:
         consumer = self.consumer = self._factory()
         consumer.subscribe([self.topic], listener=_Listener(self))
         await consumer.start()
+        last_commit = last_check = time.monotonic()
         try:
             while not self._stopping:
                 batch = await self._take(consumer)
-                if not batch:
-                    continue
-                self._idle.clear()
-                try:
-                    await self.handler(batch)
-                    await self._commit(consumer, batch)
-                finally:
-                    self._idle.set()
+                if batch:
+                    self._idle.clear()
+                    try:
+                        await self.handler(batch)
+                        if self.autocommit:
+                            for r in batch:
+                                await self.ack(r)
+                    finally:
+                        self._idle.set()
+                    self.batches += 1
+                    self.records += len(batch)
+                now = time.monotonic()
+                if self.autocommit or now - last_commit >= self.commit_interval_s:
+                    await self._commit_acked(consumer)
+                    last_commit = now
+                if now - last_check >= self.log_reset_check_s:
+                    await self._check_log_reset(consumer)
+                    last_check = now
         finally:
             self.consumer = None
+            try:
+                await self._commit_acked(consumer)
+            except Exception as exc:  # the broker may be gone; the batch is re-read
+                log.debug("final commit failed: %r", exc)
             await consumer.stop()
 
     async def stop(self) -> None:
@@ -126,13 +170,10 @@ class BatchConsumer:
                 deadline = time.monotonic() + self.within_s
         return out
 
-    async def _commit(self, consumer: AIOKafkaConsumer, batch: Sequence[Record]) -> None:
-        nxt: dict[TopicPartition, int] = {}
-        for r in batch:
-            tp = TopicPartition(r.topic, r.partition)
-            nxt[tp] = max(nxt.get(tp, 0), r.offset + 1)
+    async def _commit_acked(self, consumer: AIOKafkaConsumer) -> None:
         owned = consumer.assignment()
-        offsets = {tp: OffsetAndMetadata(o, "") for tp, o in nxt.items() if tp in owned}
+        offsets = {tp: OffsetAndMetadata(o, "") for tp, o in self._acked.items()
+                   if tp in owned and self._committed.get(tp) != o}
         if not offsets:
             return
         try:
@@ -140,11 +181,40 @@ class BatchConsumer:
         except (CommitFailedError, KafkaError) as exc:
             # The group moved on (a rebalance): the new owner re-reads from the last commit
             # and the idempotent sinks fold the repeat. Nothing is lost.
-            log.warning("commit of %d partitions failed, the batch will be re-read: %r",
+            log.warning("commit of %d partitions failed, their records will be re-read: %r",
                         len(offsets), exc)
             return
-        self.batches += 1
-        self.records += len(batch)
+        for tp, om in offsets.items():
+            self._committed[tp] = om.offset
+
+    async def _check_log_reset(self, consumer: AIOKafkaConsumer) -> None:
+        """A partition whose log ends below our position (an in-memory broker restarted and
+        lost its topics; Tansu then answers fetches with nothing rather than
+        OFFSET_OUT_OF_RANGE) is read again from the start of its log. What was read from
+        the old log is stored already; the sinks fold any repeat."""
+        tps = list(consumer.assignment())
+        if not tps:
+            return
+        try:
+            ends = await consumer.end_offsets(tps)
+        except Exception as exc:  # the broker may be away; try again later
+            log.debug("log reset check: %r", exc)
+            return
+        for tp in tps:
+            end = ends.get(tp)
+            try:
+                pos = await consumer.position(tp)
+            except Exception as exc:
+                log.debug("log reset check: no position for %s: %r", tp, exc)
+                continue
+            if end is not None and end < pos:
+                self._acked.pop(tp, None)
+                self._committed.pop(tp, None)
+                await consumer.seek_to_beginning(tp)
+                self.log_resets += 1
+                log.warning("%s/%d: the log ends at %d, below this consumer's position %d "
+                            "(the broker lost its data): reading it again from the start",
+                            tp.topic, tp.partition, end, pos)
 
     async def lag(self) -> dict[TopicPartition, int]:
         """End offset minus committed offset, per assigned partition."""

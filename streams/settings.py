@@ -111,6 +111,11 @@ class IngestSettings(_Section):
 
 
 class WorkerSettings(_Section):
+    intake_consumer: Literal["batch", "faust"] = Field(
+        default="batch",
+        description="How the intake reads telemetry.raw: `batch` (aiokafka batches, group "
+        "`<kafka.group_id>-intake`, offsets committed behind stored data; no per-message "
+        "stream bookkeeping) or `faust` (a Faust agent in the worker's group).")
     batch_max_messages: int = Field(default=1000, ge=1,
                                     description="Kafka messages (uploads) taken per batch.")
     batch_within_s: float = Field(default=0.2, gt=0,

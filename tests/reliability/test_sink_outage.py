@@ -25,17 +25,19 @@ pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
 RAW = "telemetry.raw"
+# the batch intake's group (streams.app.intake_group with the default kafka.group_id)
+GROUP = "geotel-intake"
 
 
 def committed_and_end(bootstrap: str) -> tuple[dict[int, int], dict[int, int]]:
-    """The ``geotel`` group's committed offsets and the end offsets of telemetry.raw."""
+    """The intake group's committed offsets and the end offsets of telemetry.raw."""
     tps = [TopicPartition(RAW, p) for p in range(PARTITIONS)]
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     try:
         if hasattr(admin, "list_group_offsets"):  # kafka-python >= 3
-            got = admin.list_group_offsets({"geotel": tps})["geotel"]
+            got = admin.list_group_offsets({GROUP: tps})[GROUP]
         else:
-            got = admin.list_consumer_group_offsets("geotel", partitions=tps)
+            got = admin.list_consumer_group_offsets(GROUP, partitions=tps)
     finally:
         admin.close()
     # -1: nothing committed yet
