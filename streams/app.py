@@ -183,6 +183,7 @@ class Pipeline:
         self.sessions: SessionStage | None = None
         self.fatal: str | None = None
         self.log_resets = 0  # partitions read again after their log went backwards
+        self._log_suspects: dict[Any, int] = {}  # partition -> position, seen behind its log
         if run_agents:
             if self.writer is None:
                 raise ValueError("a worker needs a ClickHouse client")
@@ -224,23 +225,31 @@ class Pipeline:
             return
         if not tps:
             return
-        try:
-            ends = await asyncio.wait_for(consumer.highwaters(*tps), LOG_RESET_CHECK_S)
-        except Exception as exc:  # the broker may be away; try again at the next tick
-            log.debug("log reset check: cannot read end offsets: %r", exc)
-            return
-        behind: list[tuple[Any, int, int]] = []
+        # Positions first, then the end offsets: read the other way round, messages
+        # consumed in between would put the position past an end offset that was already
+        # out of date.
+        positions: dict[Any, int] = {}
         for tp in tps:
-            end = ends.get(tp)
-            if end is None:
-                continue
             try:
                 pos = await asyncio.wait_for(consumer.position(tp), LOG_RESET_CHECK_S)
             except Exception as exc:
                 log.debug("log reset check: no position for %s: %r", tp, exc)
                 continue
-            if pos is not None and end < pos:
-                behind.append((tp, end, pos))
+            if pos is not None:
+                positions[tp] = pos
+        try:
+            ends = await asyncio.wait_for(consumer.highwaters(*positions), LOG_RESET_CHECK_S)
+        except Exception as exc:  # the broker may be away; try again at the next tick
+            log.debug("log reset check: cannot read end offsets: %r", exc)
+            return
+        suspects = {tp: (ends[tp], pos) for tp, pos in positions.items()
+                    if ends.get(tp) is not None and ends[tp] < pos}
+        # A lost log also stalls the consumer (fetches return nothing): act only when a
+        # partition was behind at the previous check too, at the same position.
+        confirmed = {tp for tp, (_, pos) in suspects.items()
+                     if self._log_suspects.get(tp) == pos}
+        self._log_suspects = {tp: pos for tp, (_, pos) in suspects.items()}
+        behind = [(tp, end, pos) for tp, (end, pos) in suspects.items() if tp in confirmed]
         if not behind:
             return
         try:
@@ -337,6 +346,7 @@ class Pipeline:
         geo_tail = getattr(self, "geo_tail", None)
         if geo_tail is not None:
             parts["geo"] = {"version": geo_tail.loaded_version, "ready": geo_tail.ready.is_set(),
+                            "sets": {k: v for k, (v, _) in sorted(geo_tail.sets.items())},
                             "last_error": geo_tail.last_error}
             if not geo_tail.ready.is_set():
                 status = "starting" if status == "ok" else status

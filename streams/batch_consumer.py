@@ -99,6 +99,7 @@ class BatchConsumer:
         self.batches = 0
         self.records = 0
         self.log_resets = 0
+        self._log_suspects: dict[TopicPartition, int] = {}
 
     async def ack(self, record: Record) -> None:
         """``record`` is stored: its offset may be committed (acks come in order)."""
@@ -195,26 +196,34 @@ class BatchConsumer:
         tps = list(consumer.assignment())
         if not tps:
             return
+        # Positions first, then the end offsets (the other order races with consumption).
+        positions: dict[TopicPartition, int] = {}
+        for tp in tps:
+            try:
+                positions[tp] = await consumer.position(tp)
+            except Exception as exc:
+                log.debug("log reset check: no position for %s: %r", tp, exc)
         try:
-            ends = await consumer.end_offsets(tps)
+            ends = await consumer.end_offsets(list(positions))
         except Exception as exc:  # the broker may be away; try again later
             log.debug("log reset check: %r", exc)
             return
-        for tp in tps:
-            end = ends.get(tp)
-            try:
-                pos = await consumer.position(tp)
-            except Exception as exc:
-                log.debug("log reset check: no position for %s: %r", tp, exc)
-                continue
-            if end is not None and end < pos:
-                self._acked.pop(tp, None)
-                self._committed.pop(tp, None)
-                await consumer.seek_to_beginning(tp)
-                self.log_resets += 1
-                log.warning("%s/%d: the log ends at %d, below this consumer's position %d "
-                            "(the broker lost its data): reading it again from the start",
-                            tp.topic, tp.partition, end, pos)
+        suspects = {tp: pos for tp, pos in positions.items()
+                    if ends.get(tp) is not None and ends[tp] < pos}
+        # A lost log also stalls the consumer: act only when the partition was behind at the
+        # previous check too, at the same position.
+        confirmed = {tp for tp, pos in suspects.items() if self._log_suspects.get(tp) == pos}
+        self._log_suspects = suspects
+        for tp in confirmed:
+            end, pos = ends[tp], positions[tp]
+            self._acked.pop(tp, None)
+            self._committed.pop(tp, None)
+            self._log_suspects.pop(tp, None)
+            await consumer.seek_to_beginning(tp)
+            self.log_resets += 1
+            log.warning("%s/%d: the log ends at %d, below this consumer's position %d (the "
+                        "broker lost its data): reading it again from the start",
+                        tp.topic, tp.partition, end, pos)
 
     async def lag(self) -> dict[TopicPartition, int]:
         """End offset minus committed offset, per assigned partition."""

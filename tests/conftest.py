@@ -113,9 +113,11 @@ class Stack:
         version: list[int] = []
 
         def loaded() -> bool:
-            v = self.health()["components"].get("geo", {}).get("version")
+            # both sets in the index in use (the version after territories alone differs)
+            geo = self.health()["components"].get("geo", {})
+            v = geo.get("version")
             version[:] = [v] if v else []
-            return bool(v)
+            return bool(v) and {"territories", "accounts"} <= set(geo.get("sets", {}))
 
         wait_for(loaded, 60, "the worker uses the sample territory set")
         return version[0]

@@ -171,8 +171,9 @@ def test_three_workers_one_killed_partitions_move_events_once_sessions_rebuilt(
         versions: list[int] = []
 
         def geo_loaded() -> bool:
-            vs = [w.health()["components"].get("geo", {}).get("version") for w in workers]
-            versions[:] = [v for v in vs if v]
+            geos = [w.health()["components"].get("geo", {}) for w in workers]
+            versions[:] = [g["version"] for g in geos if g.get("version")
+                           and {"territories", "accounts"} <= set(g.get("sets", {}))]
             return len(versions) == 3 and len(set(versions)) == 1
 
         _wait(geo_loaded, 60, "every worker uses the sample territory set", live)
