@@ -208,8 +208,13 @@ class ClickHouseWriter:
                 if self.fault_file is not None and self.fault_file.exists():
                     raise SinkError(f"injected outage ({self.fault_file} exists)")
                 with self.lock:
-                    self._insert(table, pend, {"async_insert": 0, "insert_deduplicate": 1,
-                                               "insert_deduplication_token": token})
+                    # A retry deduplicated in the table must not skip the materialized views
+                    # an earlier, failed attempt never reached (the default only since
+                    # ClickHouse 24.x; chDB has it).
+                    self._insert(table, pend, {
+                        "async_insert": 0, "insert_deduplicate": 1,
+                        "insert_deduplication_token": token,
+                        "deduplicate_blocks_in_dependent_materialized_views": 1})
             except Exception as exc:
                 self.stats.failures += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
