@@ -202,6 +202,14 @@ def fill_statements(reps: int, days: int, ping_days: int,
               FROM (SELECT number % {reps} AS r, intDiv(number, {reps}) AS d
                     FROM numbers({reps * ping_days}))
               ARRAY JOIN range(600) AS k)""",
+        # the account set in use: 40 customers per territory, as the visits above use them
+        """INSERT INTO accounts_all (account_id, name, kind, territory_id, region, lon, lat,
+            radius_m, geo_version)
+        SELECT concat('A', leftPad(toString(number + 1), 4, '0')),
+               concat('Customer ', toString(number + 1)), 'customer',
+               concat('T', leftPad(toString(intDiv(number, 40) + 1), 2, '0')), 'R1',
+               13.0 + number * 0.0003, 52.3 + number * 0.0001, 100, 1
+        FROM numbers(2000)""",
         """INSERT INTO deadletters (at, reason, detail, source_topic, source_partition,
             source_offset, item_index, event_id, rep_id, payload)
         SELECT now64(3) - toIntervalSecond(number * 97 % 600000),

@@ -376,6 +376,18 @@ _VISITS_V6_SELECT = """SELECT segment_id, rep_id, local_date, start, `end`, dura
 FROM visits_current FINAL
 SETTINGS do_not_merge_across_partitions_select_final = 1"""
 
+ACCOUNT_COLUMNS: list[tuple[str, str]] = [
+    ("account_id", "String"),
+    ("name", "Nullable(String)"),
+    ("kind", "LowCardinality(String)"),
+    ("territory_id", "LowCardinality(Nullable(String))"),
+    ("region", "LowCardinality(Nullable(String))"),
+    ("lon", "Float64"),
+    ("lat", "Float64"),
+    ("radius_m", "Float32"),
+    ("geo_version", "UInt32"),
+]
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "events and dead letters", [
         Table(
@@ -548,6 +560,19 @@ FROM territory_hourly_agg GROUP BY territory, hour"""),
                          _VISITS_CURRENT_MV_SELECT, backfill_sql=_VISITS_CURRENT_BACKFILL),
         View("segments", _SEGMENTS_V6_SELECT, replace=True),
         View("visits", _VISITS_V6_SELECT, replace=True),
+    ]),
+    Migration(7, "accounts: the customer and office set in use, with its territories", [
+        Table(
+            "accounts_all", ACCOUNT_COLUMNS,
+            engine="ReplacingMergeTree(geo_version)",
+            order_by="account_id",
+            settings=DEDUP,
+            comment="Customers and offices of every geo index version the workers used "
+                    "(homes are private and never stored); query accounts",
+        ),
+        # An account that a later set no longer has drops out with the version filter.
+        View("accounts", "SELECT * FROM accounts_all FINAL "
+                         "WHERE geo_version = (SELECT max(geo_version) FROM accounts_all)"),
     ]),
 ]
 

@@ -38,6 +38,28 @@ SETS = {"territories": TERRITORIES, "accounts": ACCOUNTS}
 _NO_GEO = Enrichment()
 
 
+def account_rows(index: GeoIndex) -> list[tuple[object, ...]]:
+    """Rows of ``accounts_all`` for the index's customers and offices (not homes: a rep's
+    home is private)."""
+    acc = index.accounts
+    out: list[tuple[object, ...]] = []
+    for i in range(len(acc)):
+        kind = str(acc.kind[i])
+        if kind == "home":
+            continue
+        tid = acc.territory_id[i]
+        region = None
+        if tid is not None:
+            try:
+                region = index.territory_region(str(tid))
+            except KeyError:
+                region = None
+        out.append((str(acc.account_id[i]), acc.name[i], kind,
+                    None if tid is None else str(tid), region, float(acc.lon[i]),
+                    float(acc.lat[i]), float(acc.radius_m[i]), index.version))
+    return out
+
+
 class GeoEnricher:
     """Enrichment from one immutable GeoIndex; replace ``index`` to switch versions."""
 
@@ -175,6 +197,29 @@ class GeoSetTail:
         # with no index (no territories, no homes, UTC days) while the sets are loading.
         self.ready = asyncio.Event()
 
+    async def _store_accounts(self, index: GeoIndex) -> None:
+        """The customers and offices of the index in use go to ClickHouse ``accounts``
+        (analysts join visits to their territories there). Retried like every sink write;
+        every worker writes the same rows, which the table folds."""
+        client = getattr(self.pipeline, "clickhouse", None)
+        writer = getattr(self.pipeline, "writer", None)
+        if client is None or writer is None:
+            return
+        rows = account_rows(index)
+        if not rows:
+            return
+        from sinks.migrations import ACCOUNT_COLUMNS
+        from sinks.writer import ClickHouseWriter
+
+        w = ClickHouseWriter(client, retry_initial_s=writer.retry_initial_s,
+                             retry_max_s=writer.retry_max_s, fault_file=writer.fault_file)
+        w.lock = writer.lock
+        # The version in the dedup token: every version has the same account ids.
+        w.add_batch("accounts_all", [n for n, _ in ACCOUNT_COLUMNS], rows,
+                    {("geo", 0): (index.version, index.version)})
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.pipeline.ch_executor, w.flush)
+
     async def run(self) -> None:
         from streams.web import make_consumer
 
@@ -226,6 +271,7 @@ class GeoSetTail:
                             self.last_error = None
                             self.pipeline.metrics.index_version.set(index.version)
                             log.info("geo index version %s in use", index.version)
+                            await self._store_accounts(index)
                     if not self.ready.is_set():
                         pos = [await consumer.position(tp) for tp in tps]
                         if all(p >= end[tp] for p, tp in zip(pos, tps, strict=True)):

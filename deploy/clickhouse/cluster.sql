@@ -622,3 +622,37 @@ SELECT segment_id, rep_id, local_date, start, `end`, duration_s,
        outcome, order_currency, order_total, tags, form, notes, photo_count
 FROM geotel.visits_current FINAL
 SETTINGS do_not_merge_across_partitions_select_final = 1;
+
+CREATE TABLE IF NOT EXISTS geotel.accounts_all_local ON CLUSTER 'geotel'
+(
+    account_id String,
+    name Nullable(String),
+    kind LowCardinality(String),
+    territory_id LowCardinality(Nullable(String)),
+    region LowCardinality(Nullable(String)),
+    lon Float64,
+    lat Float64,
+    radius_m Float32,
+    geo_version UInt32
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', geo_version)
+ORDER BY account_id
+COMMENT 'Customers and offices of every geo index version the workers used (homes are private and never stored); query accounts (replicated shard-local data)';
+
+CREATE TABLE IF NOT EXISTS geotel.accounts_all ON CLUSTER 'geotel'
+(
+    account_id String,
+    name Nullable(String),
+    kind LowCardinality(String),
+    territory_id LowCardinality(Nullable(String)),
+    region LowCardinality(Nullable(String)),
+    lon Float64,
+    lat Float64,
+    radius_m Float32,
+    geo_version UInt32
+)
+ENGINE = Distributed('geotel', 'geotel', 'accounts_all_local', cityHash64(account_id))
+COMMENT 'Customers and offices of every geo index version the workers used (homes are private and never stored); query accounts';
+
+CREATE VIEW IF NOT EXISTS geotel.accounts ON CLUSTER 'geotel' AS
+SELECT * FROM geotel.accounts_all FINAL WHERE geo_version = (SELECT max(geo_version) FROM geotel.accounts_all);

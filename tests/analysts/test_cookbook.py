@@ -147,8 +147,12 @@ def _outcomes(rows: list[dict[str, Any]], data: FieldData, stack: Stack) -> None
 
 
 def _coverage(rows: list[dict[str, Any]], data: FieldData, stack: Stack) -> None:
+    customers = int(stack.scalar("SELECT count() FROM accounts WHERE kind = 'customer' "
+                                 "AND territory_id IS NOT NULL"))
+    assert customers > 0 and sum(int(r["accounts"]) for r in rows) == customers
+    assert any(int(r["visited_last_30d"]) > 0 for r in rows)
     for r in rows:
-        assert int(r["visited_last_30d"]) <= int(r["accounts_ever_visited"])
+        assert int(r["visited_last_30d"]) <= int(r["accounts"])
         assert r["territory_id"].startswith("T"), r
 
 
