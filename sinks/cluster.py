@@ -194,7 +194,8 @@ def schema_objects(migrations: Sequence[Migration] = MIGRATIONS) -> list[DbObjec
                     raise ClusterDDLError(f"columns added to {obj.table}, which no earlier "
                                           "migration creates")
                 t = objects[i]
-                assert isinstance(t, Table)
+                if not isinstance(t, Table):  # the search above only matches tables
+                    raise ClusterDDLError(f"{obj.table} is not a table")
                 known = {n for n, _ in t.columns}
                 objects[i] = replace(t, columns=[*t.columns, *(
                     c for c in obj.columns if c[0] not in known)])

@@ -62,7 +62,8 @@ class _Pending:
 
     def columnar(self) -> list[list[object]]:
         """Fold rows added next to column data into the columns; returns the columns."""
-        assert self.cols is not None
+        if self.cols is None:
+            raise SinkError("no column data to fold rows into")
         if self.rows:
             for col, values in zip(self.cols, zip(*self.rows, strict=True), strict=True):
                 col.extend(values)
