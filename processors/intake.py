@@ -14,15 +14,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from schemas.events import (
     EVENT_ADAPTER,
     MAX_BATCH_EVENTS,
     MAX_TIME,
     MIN_TIME,
+    VISIT_ACTIONS,
     CheckIn,
+    CheckInAction,
     Ping,
+    Position,
+    Provider,
     VisitSubmission,
 )
 from sinks.rows import EMPTY_FORM, EMPTY_TAGS, event_base_row
@@ -176,10 +180,31 @@ _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 _IDENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,63}", re.ASCII)
 _TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
                       r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])", re.ASCII)
-_PROVIDERS = frozenset({"gps", "network", "fused"})
-_ACTIONS = frozenset({"workday_start", "workday_end", "visit_start", "visit_end",
-                      "break_start", "break_end"})
-_VISIT_ACTIONS = frozenset({"visit_start", "visit_end"})
+_PROVIDERS = frozenset(p.value for p in Provider)
+_ACTIONS = frozenset(a.value for a in CheckInAction)
+_VISIT_ACTIONS = frozenset(a.value for a in VISIT_ACTIONS)
+
+
+def _schema_bounds(model: type[BaseModel], name: str) -> tuple[float, float]:
+    """A numeric field's [minimum, maximum], read from the model's JSON schema so the fast
+    check cannot drift from the schema."""
+    prop = model.model_json_schema()["properties"][name]
+    for alt in prop.get("anyOf", [prop]):
+        if "minimum" in alt and "maximum" in alt:
+            return float(alt["minimum"]), float(alt["maximum"])
+    raise ValueError(f"{model.__name__}.{name} has no numeric bounds")
+
+
+_LAT = _schema_bounds(Ping, "lat")
+_LON = _schema_bounds(Ping, "lon")
+_ACC = _schema_bounds(Ping, "accuracy_m")
+_SPEED = _schema_bounds(Ping, "speed_mps")
+_HEADING = _schema_bounds(Ping, "heading_deg")
+_ALT = _schema_bounds(Ping, "altitude_m")
+_BATT = _schema_bounds(Ping, "battery_pct")
+_POS_LAT = _schema_bounds(Position, "lat")
+_POS_LON = _schema_bounds(Position, "lon")
+_POS_ACC = _schema_bounds(Position, "accuracy_m")
 _UTC = dt.UTC
 _CACHE_MAX = 50_000
 _idents: set[str] = set()  # identifiers seen valid (device and rep ids repeat)
@@ -298,13 +323,13 @@ def _fast_row(item: Any, received_at: dt.datetime, ahead: dt.timedelta,
     except OverflowError:
         pass  # as the reference: no limit when it leaves the datetime range
     if kind == "ping":
-        lat = _num(get("lat"), -90.0, 90.0)
-        lon = _num(get("lon"), -180.0, 180.0)
-        acc = _opt_num(item, "accuracy_m", 0.0, 100_000.0)
-        speed = _opt_num(item, "speed_mps", 0.0, 150.0)
-        heading = _opt_num(item, "heading_deg", 0.0, 360.0)
-        alt = _opt_num(item, "altitude_m", -1_000.0, 20_000.0)
-        batt = _opt_num(item, "battery_pct", 0.0, 100.0)
+        lat = _num(get("lat"), *_LAT)
+        lon = _num(get("lon"), *_LON)
+        acc = _opt_num(item, "accuracy_m", *_ACC)
+        speed = _opt_num(item, "speed_mps", *_SPEED)
+        heading = _opt_num(item, "heading_deg", *_HEADING)
+        alt = _opt_num(item, "altitude_m", *_ALT)
+        batt = _opt_num(item, "battery_pct", *_BATT)
         if (lat is _SLOW or lon is _SLOW or acc is _SLOW or speed is _SLOW or heading is _SLOW
                 or alt is _SLOW or batt is _SLOW):
             return None
@@ -332,9 +357,9 @@ def _fast_row(item: Any, received_at: dt.datetime, ahead: dt.timedelta,
     if pos is None:
         lat = lon = acc = None
     elif type(pos) is dict:
-        lat = _num(pos.get("lat"), -90.0, 90.0)
-        lon = _num(pos.get("lon"), -180.0, 180.0)
-        acc = _opt_num(pos, "accuracy_m", 0.0, 100_000.0)
+        lat = _num(pos.get("lat"), *_POS_LAT)
+        lon = _num(pos.get("lon"), *_POS_LON)
+        acc = _opt_num(pos, "accuracy_m", *_POS_ACC)
         if lat is _SLOW or lon is _SLOW or acc is _SLOW:
             return None
     else:

@@ -30,7 +30,7 @@ from processors.intake import Reject, RowBatch, TimeLimits, parse_message_rows
 from schemas.derived import DeadLetter, DeadLetterReason, Enrichment
 from sinks.rows import DEADLETTER_COLUMN_NAMES, EVENT_COLUMN_NAMES, deadletter_rows
 from sinks.writer import ClickHouseWriter
-from streams.batch_consumer import BatchConsumer
+from streams.batch_consumer import BatchConsumer, confirm_log_resets
 from streams.enrich import Enricher, NullEnricher, encode_enriched_rows
 from streams.geosets import GeoEnricher
 from streams.metrics import Metrics
@@ -242,14 +242,8 @@ class Pipeline:
         except Exception as exc:  # the broker may be away; try again at the next tick
             log.debug("log reset check: cannot read end offsets: %r", exc)
             return
-        suspects = {tp: (ends[tp], pos) for tp, pos in positions.items()
-                    if ends.get(tp) is not None and ends[tp] < pos}
-        # A lost log also stalls the consumer (fetches return nothing): act only when a
-        # partition was behind at the previous check too, at the same position.
-        confirmed = {tp for tp, (_, pos) in suspects.items()
-                     if self._log_suspects.get(tp) == pos}
-        self._log_suspects = {tp: pos for tp, (_, pos) in suspects.items()}
-        behind = [(tp, end, pos) for tp, (end, pos) in suspects.items() if tp in confirmed]
+        confirmed, self._log_suspects = confirm_log_resets(positions, ends, self._log_suspects)
+        behind = [(tp, end, pos) for tp, (end, pos) in confirmed.items()]
         if not behind:
             return
         try:
@@ -332,7 +326,7 @@ class Pipeline:
         status = "ok"
         if self.writer is not None:
             st = self.writer.stats
-            writers = [self.writer] + ([self.sessions.writer] if self.sessions else [])
+            writers = self._writers()
             failing = [w for w in writers if w.degraded]
             parts["sink"] = {"status": "degraded" if failing else "ok",
                              "rows": st.rows, "batches": st.batches,
@@ -346,7 +340,7 @@ class Pipeline:
         geo_tail = getattr(self, "geo_tail", None)
         if geo_tail is not None:
             parts["geo"] = {"version": geo_tail.loaded_version, "ready": geo_tail.ready.is_set(),
-                            "sets": {k: v for k, (v, _) in sorted(geo_tail.sets.items())},
+                            "sets": dict(sorted(geo_tail.loaded_sets.items())),
                             "last_error": geo_tail.last_error}
             if not geo_tail.ready.is_set():
                 status = "starting" if status == "ok" else status
@@ -376,10 +370,14 @@ class Pipeline:
                                  "cached_events": sum(rs.event_count() for rs in states)}
         return {"status": status, "components": parts}
 
+    def _writers(self) -> list[ClickHouseWriter]:
+        """The intake's writer and the sessions stage's, which share the chDB client."""
+        assert self.writer is not None
+        return [self.writer] + ([self.sessions.writer] if self.sessions else [])
+
     def refresh_gauges(self) -> None:
         if self.writer is not None:
-            writers = [self.writer] + ([self.sessions.writer] if self.sessions else [])
-            self.metrics.sink_degraded.set(1 if any(w.degraded for w in writers) else 0)
+            self.metrics.sink_degraded.set(1 if any(w.degraded for w in self._writers()) else 0)
 
     # -- intake ---------------------------------------------------------------------------
     # Taken batches are prepared (validated, enriched, turned into rows) on the event loop
@@ -573,13 +571,6 @@ class Pipeline:
         self.metrics.sink_batch_seconds.observe(time.monotonic() - started)
         self.metrics.sink_batch_rows.observe(written)
         return written
-
-    async def process_raw_batch(self, events: Sequence[faust.EventT]) -> None:
-        """Validate, enrich, store and publish one batch of raw messages now; returns when all
-        of it is stored and acknowledged by the broker (the caller then acks the sources)."""
-        group = _IntakeGroup(asyncio.get_running_loop().time(), None)
-        self._prepare(events, group)
-        await self._store_and_publish(group)
 
     def _deadletter(self, rj: Reject, msg: Any, value: bytes | None,
                     now: dt.datetime) -> DeadLetter:

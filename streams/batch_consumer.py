@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,27 @@ class Record:
 
 
 Handler = Callable[[Sequence[Record]], Awaitable[None]]
+
+
+def confirm_log_resets(positions: Mapping[Any, int], ends: Mapping[Any, int | None],
+                       suspects: Mapping[Any, int]
+                       ) -> tuple[dict[Any, tuple[int, int]], dict[Any, int]]:
+    """Partitions whose log went backwards: ``(confirmed, suspects now)``.
+
+    ``positions`` must be read before ``ends`` (the other order races with consumption). A
+    partition is a suspect when its log ends below the consumer's position; it is confirmed
+    (``partition -> (end, position)``) when it was a suspect at the previous check too, at
+    the same position: a lost log also stalls the consumer (fetches return nothing).
+
+    >>> confirm_log_resets({"p": 13}, {"p": 12}, {})
+    ({}, {'p': 13})
+    >>> confirm_log_resets({"p": 13}, {"p": 0}, {"p": 13})
+    ({'p': (0, 13)}, {'p': 13})
+    """
+    behind = {tp: (end, pos) for tp, pos in positions.items()
+              if (end := ends.get(tp)) is not None and end < pos}
+    confirmed = {tp: ep for tp, ep in behind.items() if suspects.get(tp) == ep[1]}
+    return confirmed, {tp: pos for tp, (_, pos) in behind.items()}
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -208,14 +229,8 @@ class BatchConsumer:
         except Exception as exc:  # the broker may be away; try again later
             log.debug("log reset check: %r", exc)
             return
-        suspects = {tp: pos for tp, pos in positions.items()
-                    if ends.get(tp) is not None and ends[tp] < pos}
-        # A lost log also stalls the consumer: act only when the partition was behind at the
-        # previous check too, at the same position.
-        confirmed = {tp for tp, pos in suspects.items() if self._log_suspects.get(tp) == pos}
-        self._log_suspects = suspects
-        for tp in confirmed:
-            end, pos = ends[tp], positions[tp]
+        confirmed, self._log_suspects = confirm_log_resets(positions, ends, self._log_suspects)
+        for tp, (end, pos) in confirmed.items():
             self._acked.pop(tp, None)
             self._committed.pop(tp, None)
             self._log_suspects.pop(tp, None)

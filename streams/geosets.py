@@ -191,6 +191,7 @@ class GeoSetTail:
         self.enricher = enricher
         self.sets: dict[str, tuple[int, bytes]] = {}
         self.loaded_version = 0
+        self.loaded_sets: dict[str, int] = {}  # set versions in the index in use
         self.last_error: str | None = None
         # Set once the sets published before this worker started are loaded (or there are
         # none): the agents wait for it, so a restarted worker never enriches or derives
@@ -259,7 +260,8 @@ class GeoSetTail:
                                 changed = True
                     if changed:
                         try:
-                            index = await loop.run_in_executor(None, build_index, dict(self.sets))
+                            snapshot = dict(self.sets)
+                            index = await loop.run_in_executor(None, build_index, snapshot)
                         except Exception as exc:
                             self.last_error = f"{type(exc).__name__}: {exc}"
                             log.error("cannot build the geo index, keeping version %s: %s",
@@ -268,6 +270,7 @@ class GeoSetTail:
                         if index is not None:
                             self.enricher.index = index  # the atomic swap
                             self.loaded_version = index.version
+                            self.loaded_sets = {k: v for k, (v, _) in snapshot.items()}
                             self.last_error = None
                             self.pipeline.metrics.index_version.set(index.version)
                             log.info("geo index version %s in use", index.version)

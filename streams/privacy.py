@@ -264,6 +264,12 @@ def _ms_list(windows: Sequence[Window]) -> str:
     return "[" + ",".join(f"({_ms(a)},{_ms(b)})" for a, b in windows) + "]"
 
 
+#: The tables holding stored segment positions (all created by the migrations):
+#: ``visits_current`` too, because a mutation of ``segments_current`` does not reach the
+#: materialized view that fills it.
+SEGMENT_TABLES = ("segments_all", "segments_current", "visits_current")
+
+
 def redaction_batches(per_rep: Mapping[str, tuple[Sequence[Window], Sequence[Window] | None]],
                       mode: Mode, decimals: int, *,
                       segment_tables: Sequence[str] = ("segments_all",),
@@ -488,16 +494,6 @@ def closed_day_windows(client: Any, rep_id: str, tz: str, days: Sequence[dt.date
     return closed_day_windows_many(client, {rep_id: (tz, days)}, include_breaks).get(rep_id, {})
 
 
-def _segment_tables(client: Any) -> list[str]:
-    """``segments_all`` and, where a migration created them, ``segments_current`` and
-    ``visits_current``."""
-    tables = ("segments_all", "segments_current", "visits_current")
-    names = {r[0] for r in client.query(
-        "SELECT name FROM system.tables WHERE database = currentDatabase() "
-        f"AND name IN {tables}").result_rows}
-    return [t for t in tables if t in names] or ["segments_all"]
-
-
 def _utc(v: Any) -> dt.datetime | None:
     if not isinstance(v, dt.datetime):
         return None
@@ -530,12 +526,11 @@ def redact_rep_days(client: Any, closed: Mapping[str, tuple[str, Sequence[dt.dat
     if mode != "keep":
         with lock_cm:
             per_day = closed_day_windows_many(client, closed, privacy.include_breaks)
-            seg_tables = _segment_tables(client)
         per_rep = {rep: ([w for ws, _ in days.values() for w in ws],
                          [w for _, ws in days.values() for w in ws])
                    for rep, days in per_day.items()}
         batches = redaction_batches(per_rep, mode, privacy.coarsen_decimals,
-                                    segment_tables=seg_tables, max_chars=max_chars)
+                                    segment_tables=SEGMENT_TABLES, max_chars=max_chars)
     batched = {r for reps, _ in batches for r in reps}
     # reps without a window (nothing off duty) only get their marker rows
     batches += [([r for r in closed if r not in batched], [])]

@@ -17,8 +17,8 @@ from schemas.events import Ping
 from sinks.migrations import migrate
 from streams.privacy import (
     MUTATION_SETTINGS,
+    SEGMENT_TABLES,
     PrivacySettings,
-    _segment_tables,
     closed_watermarks,
     redact_closed_days,
     redact_rep_days,
@@ -184,7 +184,7 @@ def test_sweep_redacts_closed_days_that_were_never_redacted(ch: Any) -> None:
     assert set(found) == {"s1"} and found["s1"][1] == [DAY]
     n0 = _mutations(ch)
     assert sweep_closed_days(ch, LONG_AGO, 36 * 3600)[0] == 1
-    seg_tables = len(_segment_tables(ch))
+    seg_tables = len(SEGMENT_TABLES)
     # events, segments (each table), transitions x2; the last ping is not off duty
     assert _mutations(ch) - n0 == 3 + seg_tables
     assert ch.command(full.format("s1")) == 18 + 1

@@ -110,3 +110,17 @@ def test_failed_batch_is_read_again(broker_settings: Settings) -> None:
         assert len(rest) == 1000 - len(first)
 
     asyncio.run(main())
+
+
+def test_a_log_reset_is_confirmed_only_at_the_same_position_twice() -> None:
+    from streams.batch_consumer import confirm_log_resets
+
+    # consuming: the position passed an end offset read a moment earlier -> only a suspect
+    confirmed, suspects = confirm_log_resets({"p0": 13, "p1": 5}, {"p0": 12, "p1": 9}, {})
+    assert confirmed == {} and suspects == {"p0": 13}
+    # it moved on since: still not confirmed
+    confirmed, suspects = confirm_log_resets({"p0": 20}, {"p0": 19}, suspects)
+    assert confirmed == {}
+    # stalled behind a log that went backwards: confirmed
+    confirmed, _ = confirm_log_resets({"p0": 20}, {"p0": 3}, suspects)
+    assert confirmed == {"p0": (3, 20)}
