@@ -28,6 +28,9 @@ from aiokafka.structs import OffsetAndMetadata
 
 log = logging.getLogger(__name__)
 
+#: Seconds between two checks for a log that went backwards (two checks confirm one).
+LOG_RESET_CHECK_S = 2.0
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -70,6 +73,38 @@ def confirm_log_resets(positions: Mapping[Any, int], ends: Mapping[Any, int | No
     return confirmed, {tp: pos for tp, (_, pos) in behind.items()}
 
 
+async def follow_log_resets(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition],
+                            suspects: Mapping[TopicPartition, int]
+                            ) -> tuple[list[TopicPartition], dict[TopicPartition, int]]:
+    """Seek every partition of ``tps`` whose log went backwards (see
+    :func:`confirm_log_resets`) to the start of its log: ``(partitions sought, suspects
+    now)``. Used by the intake consumer and by the tails of the device and geo-set topics
+    (which must see the records published after the broker came back, at offsets below
+    their old positions). Broker errors are logged and retried at the next check."""
+    if not tps:
+        return [], {}
+    # Positions first, then the end offsets (the other order races with consumption).
+    positions: dict[TopicPartition, int] = {}
+    for tp in tps:
+        try:
+            positions[tp] = await consumer.position(tp)
+        except Exception as exc:
+            log.debug("log reset check: no position for %s: %r", tp, exc)
+    try:
+        ends = await consumer.end_offsets(list(positions))
+    except Exception as exc:  # the broker may be away; try again later
+        log.debug("log reset check: %r", exc)
+        return [], dict(suspects)
+    confirmed, now = confirm_log_resets(positions, ends, suspects)
+    for tp, (end, pos) in confirmed.items():
+        now.pop(tp, None)
+        await consumer.seek_to_beginning(tp)
+        log.warning("%s/%d: the log ends at %d, below this consumer's position %d (the "
+                    "broker lost its data): reading it again from the start",
+                    tp.topic, tp.partition, end, pos)
+    return list(confirmed), now
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, owner: BatchConsumer) -> None:
         self.owner = owner
@@ -101,7 +136,7 @@ class BatchConsumer:
                  handler: Handler, *, max_records: int, within_s: float,
                  on_revoked: Callable[[set[int]], None] | None = None,
                  autocommit: bool = True, commit_interval_s: float = 1.0,
-                 log_reset_check_s: float = 2.0) -> None:
+                 log_reset_check_s: float = LOG_RESET_CHECK_S) -> None:
         self._factory = consumer_factory
         self.topic = topic
         self.handler = handler
@@ -214,31 +249,12 @@ class BatchConsumer:
         lost its topics; Tansu then answers fetches with nothing rather than
         OFFSET_OUT_OF_RANGE) is read again from the start of its log. What was read from
         the old log is stored already; the sinks fold any repeat."""
-        tps = list(consumer.assignment())
-        if not tps:
-            return
-        # Positions first, then the end offsets (the other order races with consumption).
-        positions: dict[TopicPartition, int] = {}
-        for tp in tps:
-            try:
-                positions[tp] = await consumer.position(tp)
-            except Exception as exc:
-                log.debug("log reset check: no position for %s: %r", tp, exc)
-        try:
-            ends = await consumer.end_offsets(list(positions))
-        except Exception as exc:  # the broker may be away; try again later
-            log.debug("log reset check: %r", exc)
-            return
-        confirmed, self._log_suspects = confirm_log_resets(positions, ends, self._log_suspects)
-        for tp, (end, pos) in confirmed.items():
+        confirmed, self._log_suspects = await follow_log_resets(
+            consumer, list(consumer.assignment()), self._log_suspects)
+        for tp in confirmed:
             self._acked.pop(tp, None)
             self._committed.pop(tp, None)
-            self._log_suspects.pop(tp, None)
-            await consumer.seek_to_beginning(tp)
             self.log_resets += 1
-            log.warning("%s/%d: the log ends at %d, below this consumer's position %d (the "
-                        "broker lost its data): reading it again from the start",
-                        tp.topic, tp.partition, end, pos)
 
     async def lag(self) -> dict[TopicPartition, int]:
         """End offset minus committed offset, per assigned partition."""

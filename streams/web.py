@@ -10,6 +10,7 @@ import asyncio
 import hmac
 import logging
 import ssl
+import time
 from typing import Any
 
 import faust
@@ -18,6 +19,7 @@ from aiokafka.structs import TopicPartition
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams.batch_consumer import LOG_RESET_CHECK_S, follow_log_resets
 from streams.devices import DeviceRegistry, decode
 from streams.ingest import IngestHandler, TokenBucket
 from streams.query import QueryError, run_readonly
@@ -58,6 +60,7 @@ class RegistryTail:
         self.pipeline = pipeline
         self.registry = DeviceRegistry()
         self.caught_up = False
+        self.log_resets = 0
 
     async def run(self) -> None:
         topic = self.pipeline.devices_topic_name
@@ -74,8 +77,16 @@ class RegistryTail:
                 consumer.assign(tps)
                 await consumer.seek_to_beginning(*tps)
                 end = await consumer.end_offsets(tps)
+                suspects: dict[TopicPartition, int] = {}
+                next_check = time.monotonic() + LOG_RESET_CHECK_S
                 while True:
                     batch = await consumer.getmany(timeout_ms=500)
+                    if time.monotonic() >= next_check:
+                        # Tokens issued after an in-memory broker restart sit below the old
+                        # position; without this they would stay unknown to this process.
+                        resets, suspects = await follow_log_resets(consumer, tps, suspects)
+                        self.log_resets += len(resets)
+                        next_check = time.monotonic() + LOG_RESET_CHECK_S
                     for records in batch.values():
                         for r in records:
                             if r.value is None:

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from streams.devices import issue
+from streams.runtime import publish_devices
 from tests.conftest import wait_for
 from tests.reliability.conftest import NO_RATE_LIMIT, SplitStack, pings, sql_in
 
@@ -37,6 +39,12 @@ def _outage_then_restart(stack: SplitStack, figures: dict[str, Any]
     before = pings(dev, rep, 400, start)
     for i in range(0, 400, 50):  # 8 messages on the device's partition
         assert stack.post(token, before[i:i + 50]).status_code == 202
+    # Device records that are not in the journal (issued elsewhere, say): the restarted
+    # broker's devices log is shorter than the one the running tail has read.
+    loaded = stack.tokens_loaded()
+    publish_devices(stack.settings, [issue(f"dev-bo-x{k}", "rep-bo-x", dt.datetime.now(dt.UTC))[1]
+                                     for k in range(3)])
+    wait_for(lambda: stack.tokens_loaded() == loaded + 3, 20, "the extra devices are loaded")
     wait_for(lambda: _count(stack, [e["event_id"] for e in before]) == 400, 60,
              "the events uploaded before the outage are stored")
 
@@ -78,6 +86,9 @@ def _outage_then_restart(stack: SplitStack, figures: dict[str, Any]
 
     wait_for(ingest_back, 90, "ingest answers 202 again after the broker restart", 1.0)
     figures["ingest_back_s"] = round(time.monotonic() - t_up, 1)
+    # A device registered now lands below the tail's old position in the devices log: the
+    # tail must notice the log went backwards and read it again (or the token is refused).
+    stack.add_device("rep-bo-2", "dev-bo-2")
     figures["t_up"] = t_up
     return token, refused, accepted
 
