@@ -1,7 +1,8 @@
 """Profile one `geotel worker` on the end-to-end workload with py-spy (sampling, all threads).
 
 Preloads the same workload as ``bench_e2e.py`` into a fresh embedded broker, starts one worker,
-attaches ``py-spy record`` (collapsed stacks) while it drains the topic, and prints the
+attaches ``py-spy record`` (collapsed stacks) while it drains the topic and the sessions
+stage derives what it read (as ``bench_e2e.py`` times it), and prints the
 functions with the most samples, by self time and by inclusive time. Needs ``py-spy``
 (``pip install py-spy``) and permission to trace the worker process.
 
@@ -22,6 +23,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_e2e import wait_sessions
 from common import (
     OUT,
     embedded_broker,
@@ -86,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
                                    stderr=subprocess.DEVNULL)
             t0 = time.perf_counter()
             wait_for(lambda: sink_rows(http, base) >= wl.events, 900, "all rows", proc, 0.2)
-            print(f"drained in {time.perf_counter() - t0:.1f}s")
+            print(f"intake drained in {time.perf_counter() - t0:.1f}s")
+            wait_sessions(http, base, s.bootstrap_servers, s.topic("telemetry.enriched"),
+                          proc, 900)
+            print(f"sessions stage done in {time.perf_counter() - t0:.1f}s")
             spy.send_signal(2)
             spy.wait(30)
         finally:

@@ -363,6 +363,8 @@ class Pipeline:
             states = list(stage.states.values())
             parts["sessions"] = {"reps": len(states), "derivations": stage.derivations,
                                  "rebuilt_reps": stage.rebuilt_reps,
+                                 "skipped_rebuilds": stage.skipped_rebuilds,
+                                 "consumed_messages": stage.consumed_messages,
                                  "pending_messages": len(stage.pending),
                                  "dirty_reps": sum(1 for rs in states if rs.dirty),
                                  "derive_interval_s": round(stage.pacer.interval_s, 1),

@@ -170,6 +170,8 @@ class SessionStage:
             fault_file=pipeline.settings.clickhouse.fault_file)
         self.writer.lock = pipeline.writer.lock  # one chDB client lock for all writers
         self.rebuilt_reps = 0
+        self.skipped_rebuilds = 0  # reps first seen whose stored events the topic delivers
+        self.consumed_messages = 0  # telemetry.enriched messages taken (for /health)
         self.derivations = 0
         # idle reps' days (see close_idle): event-time progress per telemetry.enriched
         # partition, and when the idle check and the privacy sweep run next
@@ -188,6 +190,7 @@ class SessionStage:
             async with self.lock:
                 try:
                     await self.add_batch(events)
+                    self.consumed_messages += len(events)  # pending until derived
                     await self.derive_due(force=False)
                 except Exception as exc:
                     self.p.fatal = f"sessions: {type(exc).__name__}: {exc}"[:500]
