@@ -119,6 +119,8 @@ WHERE e.rep_id IN {reps}
                            AND rep_id IN {reps})
 """
 
+STORED_REPS_SQL = "SELECT DISTINCT rep_id FROM events_all"
+
 # The ids each open day of rebuilt reps has in the current segments (tombstones dropped by
 # FINAL; a week of local_date is a partition, so FINAL need not merge across them).
 KNOWN_SEGMENTS_SQL = """
@@ -170,6 +172,13 @@ class SessionStage:
             fault_file=pipeline.settings.clickhouse.fault_file)
         self.writer.lock = pipeline.writer.lock  # one chDB client lock for all writers
         self.rebuilt_reps = 0
+        # Cold start without the redundant reload (see _delivered_whole): the reps that had
+        # stored events when the stage started (None: unknown, so every new rep is rebuilt),
+        # the reps it has held since, and per partition whether the first message it read
+        # since the partition was assigned (or reset) was the log's offset 0.
+        self.stored_at_start: frozenset[str] | None = self._stored_reps()
+        self.seen_reps: set[str] = set()
+        self.from_start: dict[int, bool] = {}
         self.skipped_rebuilds = 0  # reps first seen whose stored events the topic delivers
         self.consumed_messages = 0  # telemetry.enriched messages taken (for /health)
         self.derivations = 0
@@ -220,22 +229,38 @@ class SessionStage:
             self.p.metrics.events_in.labels(topic=events[0].message.topic).inc(len(events))
         for event in events:
             msg = event.message
+            self.from_start.setdefault(msg.partition, msg.offset == 0)
             reps: set[str] = set()
             try:
+                # pydantic's Rust validation: a plain-Python decode of the same messages
+                # with trusted construction measured twice as slow (docs/performance.md)
                 batch = _BATCH.validate_json(event.value)
             except ValidationError as exc:
                 dead.append((self._dead(msg, "invalid", f"not an enriched batch: {exc}"[:500],
                                         None, event.value, now), -1))
             else:
-                by_rep.setdefault(batch.rep_id, []).extend(batch.events)
-                for e in batch.events:
-                    origin[e.event_id] = msg
-                reps.add(batch.rep_id)
-                self.rep_partition[batch.rep_id] = msg.partition
+                other = next((e.rep_id for e in batch.events if e.rep_id != batch.rep_id), None)
+                if other is not None:  # the state would refuse it (and fail the stage)
+                    dead.append((self._dead(msg, "invalid", f"an event of rep {other} in the "
+                                            f"batch of rep {batch.rep_id}"[:500], None,
+                                            event.value, now), -1))
+                else:
+                    by_rep.setdefault(batch.rep_id, []).extend(batch.events)
+                    for e in batch.events:
+                        origin[e.event_id] = msg
+                    reps.add(batch.rep_id)
+                    self.rep_partition[batch.rep_id] = msg.partition
             self.pending.append((event, reps))
         unknown = [r for r in by_rep if r not in self.states]
         if unknown:
-            await self._rebuild(unknown)
+            whole = [r for r in unknown if self._delivered_whole(r)]
+            for rep in whole:  # nothing stored the topic will not deliver: no reload
+                self.states[rep] = self._new_state(rep)
+            self.skipped_rebuilds += len(whole)
+            rest = [r for r in unknown if r not in self.states]
+            if rest:
+                await self._rebuild(rest)
+            self.seen_reps.update(unknown)
         index = self.p.enricher.index if hasattr(self.p.enricher, "index") else None
         for rep, evs in by_rep.items():
             state = self.states[rep]
@@ -527,6 +552,46 @@ class SessionStage:
         tz = index.rep_profile(rep).tz if index is not None else "UTC"
         return RepSessionState(rep, tz, self.params)
 
+    def _stored_reps(self) -> frozenset[str] | None:
+        """The reps with stored events, read when the stage starts (before this worker's
+        intake stores anything); None when the store cannot say."""
+        reader = self.p.reader
+        if reader is None:
+            return None
+        try:
+            with self.p.writer.lock:
+                rows = reader.query(STORED_REPS_SQL).result_rows
+        except Exception as exc:  # the stage then rebuilds every rep it does not hold
+            log.warning("cannot list the reps with stored events: %r", exc)
+            return None
+        return frozenset(str(r[0]) for r in rows)
+
+    def _log_reset_seen(self) -> bool:
+        intake = getattr(self.p, "intake", None)
+        return bool(getattr(self.p, "log_resets", 0) or getattr(intake, "log_resets", 0))
+
+    def _delivered_whole(self, rep: str) -> bool:
+        """Will the topic deliver every stored event of ``rep``, a rep this stage does not
+        hold? Then rebuilding it from the store would only load events that arrive again
+        (on a cold start with a backlog, everything the intake has stored ahead of this
+        stage), so its state starts empty instead.
+
+        True only when all of these hold: the rep had no stored events when the stage
+        started and the stage has never held it (so every stored event of it was stored,
+        and published on ``telemetry.enriched``, while this process ran); the first
+        message the stage read from the rep's partition since it was assigned was offset
+        0 (the stage reads the partition's whole log: no committed offset, and no
+        truncation by retention); and no consumer of this process saw a log go backwards
+        (an in-memory broker that restarted loses what was published before: then every
+        rep is rebuilt, as after any restart). A worker restarted mid-day finds the rep's
+        events in the store and rebuilds it."""
+        if self.stored_at_start is None or rep in self.stored_at_start:
+            return False
+        if rep in self.seen_reps or self._log_reset_seen():
+            return False
+        part = self.rep_partition.get(rep)
+        return part is not None and self.from_start.get(part, False)
+
     async def _rebuild(self, reps: list[str]) -> None:
         """Load the open days of reps this worker does not hold from the stored events."""
         reader = self.p.reader
@@ -603,6 +668,8 @@ class SessionStage:
             self.states.pop(rep, None)
             self.rep_partition.pop(rep, None)
             self.last_derived.pop(rep, None)
+        for part in partitions:  # read again from where it resumes, not from the start
+            self.from_start.pop(part, None)
         self.pending = [(e, r) for e, r in self.pending if e.message.partition not in partitions]
 
     # -- dead letters ---------------------------------------------------------------------
