@@ -4,17 +4,20 @@ Fills a fresh chDB directory with the geotel schema (sinks.migrations) and synth
 shaped like the pipeline's output for ``--reps`` reps over ``--days`` days:
 
 * ``rep_daily``: one row per rep-day; ``segments``: 20 per rep-day (8 visits, 9 travel,
-  2 stops, 1 break); ``transitions``: 4 per rep-day. As in the pipeline, each rep-day is
-  derived ``DERIVATIONS`` (5) times as its day goes on: every derivation writes its
-  summary, transitions and segments (``segments_all`` and ``segments_current``), ids stay
-  stable, and each derivation but the last has a provisional stop the next one retracts
-  (a tombstone in ``segments_current``). A visit segment carries its form's facts, and the
+  2 stops, 1 break); ``transitions``: 4 per rep-day (one into a foreign territory). As in
+  the pipeline, each rep-day is derived ``DERIVATIONS`` (5) times as its day goes on: every
+  derivation writes its summary, transitions (``transitions_all`` and
+  ``transitions_current``) and segments (``segments_all`` and ``segments_current``), ids
+  stay stable, and each derivation but the last has a provisional stop the next one
+  retracts (a tombstone in ``segments_current``). A visit segment carries its form's facts, and the
   materialized view copies the visits and tombstones to ``visits_current``, as the
   pipeline's writes do. Every partition of the derived tables but the newest is then
   merged, as background merges leave a running store (``--unmerged``: not);
 * ``events``: a visit form (visit_submission) per visit for every day, and pings every
   60 s of a 10-hour day for the last ``--ping-days`` days (the "right now" and
   account-territory queries read pings; older pings would be the bulk of a real store);
+* ``accounts``: 40 customers per territory; ``rep_territories``: each rep assigned one of
+  50 territories;
 * ``deadletters``: 5,000 rows.
 
 The data is generated inside ClickHouse (INSERT ... SELECT over ``numbers()``), so the fill
@@ -163,15 +166,16 @@ def fill_statements(reps: int, days: int, ping_days: int,
                NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, 0, {ver}, 1, {NO_FORM}
         FROM {rd}"""
         stmts.append(f"INSERT INTO segments_current ({CURRENT_COLS})\n        {current}")
-        stmts.append(f"""INSERT INTO transitions_all (transition_id, rep_id, local_date, kind,
-            subject_id, at, lon, lat, geo_version, version)
+        for table, flag in (("transitions_all", ""), ("transitions_current", ", 0")):
+            stmts.append(f"""INSERT INTO {table} (transition_id, rep_id, local_date, kind,
+            subject_id, at, lon, lat, geo_version, version{", is_deleted" if flag else ""})
         SELECT toUUID(concat(leftPad(hex(toUInt32(r)), 8, '0'), '-0004-4000-8000-',
                              leftPad(hex(toUInt64(d * 100 + k)), 12, '0'))),
                {_rep('r')}, today() - d,
                ['territory_enter', 'territory_exit', 'territory_enter', 'account_arrive'][k + 1],
                if(k = 2, concat('T', leftPad(toString((r + 1) % 50 + 1), 2, '0')),
                   if(k = 3, {account}, {territory})),
-               {start} + toIntervalSecond(k * 3000), 13.0, 52.5, 1, {ver}
+               {start} + toIntervalSecond(k * 3000), 13.0, 52.5, 1, {ver}{flag}
         FROM {rd} ARRAY JOIN range({min(4, j)}) AS k""")
     stmts += [
         f"""INSERT INTO events_all (event_id, rep_id, device_id, kind, ts, received_at,
@@ -210,6 +214,10 @@ def fill_statements(reps: int, days: int, ping_days: int,
                concat('T', leftPad(toString(intDiv(number, 40) + 1), 2, '0')), 'R1',
                13.0 + number * 0.0003, 52.3 + number * 0.0001, 100, 1
         FROM numbers(2000)""",
+        # each rep's territory (the pings' and transitions' own territory above)
+        f"""INSERT INTO rep_territories_all (rep_id, territory_id, geo_version)
+        SELECT {_rep('number')}, concat('T', leftPad(toString(number % 50 + 1), 2, '0')), 1
+        FROM numbers({reps})""",
         """INSERT INTO deadletters (at, reason, detail, source_topic, source_partition,
             source_offset, item_index, event_id, rep_id, payload)
         SELECT now64(3) - toIntervalSecond(number * 97 % 600000),
@@ -222,7 +230,7 @@ def fill_statements(reps: int, days: int, ping_days: int,
 
 
 DERIVED = ("rep_daily_all", "segments_all", "segments_current", "visits_current",
-           "transitions_all")
+           "transitions_all", "transitions_current")
 
 
 def merge_closed_partitions(client: Any) -> None:
@@ -306,7 +314,8 @@ def run(reps: int, days: int, ping_days: int, runs: int, directory: Path,
             merge_closed_partitions(client)
     sizes = {t: int(client.command(f"SELECT count() FROM {t}"))
              for t in ("rep_daily", "segments", "visits", "transitions", "events",
-                       "deadletters", "segments_current", "visits_current")}
+                       "deadletters", "segments_current", "visits_current",
+                       "transitions_current", "rep_territories")}
     results: list[tuple[str, float, int]] = []
     for question, sql in cookbook():
         times, n = _times(client, sql, runs)

@@ -388,6 +388,26 @@ ACCOUNT_COLUMNS: list[tuple[str, str]] = [
     ("geo_version", "UInt32"),
 ]
 
+# Since migration 8 the transitions view reads transitions_current, as segments reads
+# segments_current: one row per transition id (uuid5 of rep, day, kind, subject and `at`),
+# the latest derivation's version wins, and an id a later derivation of the rep-day no longer
+# has gets a tombstone (is_deleted = 1, that derivation's version; processors/
+# transition_ledger.py), so no join with rep_daily is needed. transitions_all keeps every
+# derivation (audit, export), as segments_all does.
+TRANSITION_CURRENT_COLUMNS: list[tuple[str, str]] = [*TRANSITION_COLUMNS, ("is_deleted", "UInt8")]
+_TRANSITION_NAMES = _names(TRANSITION_COLUMNS)
+_TRANSITIONS_V8_SELECT = (f"SELECT {_TRANSITION_NAMES} FROM transitions_current FINAL\n"
+                          "SETTINGS do_not_merge_across_partitions_select_final = 1")
+
+# Each rep's assigned territories in the territory set in use (migration 9), written by the
+# workers like accounts: which territories are foreign to a rep without scanning pings.
+# Only the assignment (the territories' `assigned_reps`): never a home.
+REP_TERRITORY_COLUMNS: list[tuple[str, str]] = [
+    ("rep_id", "LowCardinality(String)"),
+    ("territory_id", "LowCardinality(String)"),
+    ("geo_version", "UInt32"),
+]
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "events and dead letters", [
         Table(
@@ -573,6 +593,35 @@ FROM territory_hourly_agg GROUP BY territory, hour"""),
         # An account that a later set no longer has drops out with the version filter.
         View("accounts", "SELECT * FROM accounts_all FINAL "
                          "WHERE geo_version = (SELECT max(geo_version) FROM accounts_all)"),
+    ]),
+    Migration(8, "transitions_current: transitions without the version join", [
+        Table(
+            "transitions_current", TRANSITION_CURRENT_COLUMNS,
+            engine="ReplacingMergeTree(version, is_deleted)",
+            partition_by="toMonday(local_date)",
+            order_by="(rep_id, local_date, transition_id)",
+            settings=DEDUP,
+            comment="Latest version of each transition id, retracted ids as is_deleted rows; "
+                    "query transitions",
+            backfill=(f"INSERT INTO transitions_current ({_TRANSITION_NAMES}, is_deleted)\n"
+                      f"SELECT {_TRANSITION_NAMES}, 0 FROM transitions_all FINAL "
+                      f"WHERE {_CURRENT}"),
+        ),
+        View("transitions", _TRANSITIONS_V8_SELECT, replace=True),
+    ]),
+    Migration(9, "rep_territories: each rep's assigned territories in the set in use", [
+        Table(
+            "rep_territories_all", REP_TERRITORY_COLUMNS,
+            engine="ReplacingMergeTree(geo_version)",
+            order_by="(rep_id, territory_id)",
+            settings=DEDUP,
+            comment="Territories assigned to each rep, of every geo index version the "
+                    "workers used; query rep_territories",
+        ),
+        # An assignment that a later set no longer has drops out with the version filter.
+        View("rep_territories",
+             "SELECT * FROM rep_territories_all FINAL "
+             "WHERE geo_version = (SELECT max(geo_version) FROM rep_territories_all)"),
     ]),
 ]
 

@@ -19,6 +19,7 @@ from sinks.migrations import (
     SEGMENT_COLUMNS,
     SEGMENT_CURRENT_COLUMNS,
     TRANSITION_COLUMNS,
+    TRANSITION_CURRENT_COLUMNS,
 )
 
 EVENT_COLUMN_NAMES: list[str] = [n for n, _ in EVENT_COLUMNS]
@@ -156,6 +157,29 @@ def segment_current_rows(updates: Iterable[Any]) -> list[tuple[object, ...]]:
                      "version": u.version, **_TOMBSTONE}
             out.append(tuple(known.get(c) for c in SEGMENT_CURRENT_COLUMN_NAMES))
     return out
+
+
+TRANSITION_CURRENT_COLUMN_NAMES: list[str] = [n for n, _ in TRANSITION_CURRENT_COLUMNS]
+#: A transition tombstone's columns besides its id, rep, day and version (never read).
+_TRANSITION_TOMBSTONE: dict[str, object] = {
+    "kind": "territory_enter", "subject_id": "", "at": _EPOCH, "lon": None, "lat": None,
+    "geo_version": 0, "is_deleted": 1}
+
+
+def transition_current_rows(
+    transitions: Iterable[BaseModel],
+    retracted: Iterable[tuple[str, dt.date, int, Iterable[Any]]] = (),
+) -> list[tuple[object, ...]]:
+    """``transitions_current`` rows: every transition of the derivations (``is_deleted`` =
+    0), and a tombstone (``is_deleted`` = 1) for each id of ``retracted``, given as (rep,
+    local date, the derivation's version, ids)."""
+    live = [(*r, 0) for r in model_rows(transitions, TRANSITION_COLUMN_NAMES)]
+    for rep_id, day, version, ids in retracted:
+        for tid in ids:
+            known = {"transition_id": tid, "rep_id": rep_id, "local_date": day,
+                     "version": version, **_TRANSITION_TOMBSTONE}
+            live.append(tuple(known[c] for c in TRANSITION_CURRENT_COLUMN_NAMES))
+    return live
 
 
 # -- the way back: stored rows -> wire events (session state rebuilt from the store) ------

@@ -61,6 +61,13 @@ def account_rows(index: GeoIndex) -> list[tuple[object, ...]]:
     return out
 
 
+def rep_territory_rows(index: GeoIndex) -> list[tuple[object, ...]]:
+    """Rows of ``rep_territories_all``: each rep a territory lists, with each of its
+    territories (the rep profile's; nothing about homes)."""
+    return [(rep, territory, index.version) for rep in index.rep_ids()
+            for territory in index.rep_profile(rep).territory_ids]
+
+
 class GeoEnricher:
     """Enrichment from one immutable GeoIndex; replace ``index`` to switch versions."""
 
@@ -202,24 +209,29 @@ class GeoSetTail:
 
     async def _store_accounts(self, index: GeoIndex) -> None:
         """The customers and offices of the index in use go to ClickHouse ``accounts``
-        (analysts join visits to their territories there). Retried like every sink write;
-        every worker writes the same rows, which the table folds."""
+        (analysts join visits to their territories there), and each rep's assigned
+        territories to ``rep_territories``. Retried like every sink write; every worker
+        writes the same rows, which the tables fold."""
         client = getattr(self.pipeline, "clickhouse", None)
         writer = getattr(self.pipeline, "writer", None)
         if client is None or writer is None:
             return
-        rows = account_rows(index)
-        if not rows:
+        accounts, assigned = account_rows(index), rep_territory_rows(index)
+        if not accounts and not assigned:
             return
-        from sinks.migrations import ACCOUNT_COLUMNS
+        from sinks.migrations import ACCOUNT_COLUMNS, REP_TERRITORY_COLUMNS
         from sinks.writer import ClickHouseWriter
 
         w = ClickHouseWriter(client, retry_initial_s=writer.retry_initial_s,
                              retry_max_s=writer.retry_max_s, fault_file=writer.fault_file)
         w.lock = writer.lock
-        # The version in the dedup token: every version has the same account ids.
-        w.add_batch("accounts_all", [n for n, _ in ACCOUNT_COLUMNS], rows,
-                    {("geo", 0): (index.version, index.version)})
+        # The version in the dedup token: every worker writes the same rows of a version.
+        if accounts:
+            w.add_batch("accounts_all", [n for n, _ in ACCOUNT_COLUMNS], accounts,
+                        {("geo", 0): (index.version, index.version)})
+        if assigned:
+            w.add_batch("rep_territories_all", [n for n, _ in REP_TERRITORY_COLUMNS],
+                        assigned, {("geo", 1): (index.version, index.version)})
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self.pipeline.ch_executor, w.flush)
 

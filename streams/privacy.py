@@ -268,11 +268,15 @@ def _ms_list(windows: Sequence[Window]) -> str:
 #: ``visits_current`` too, because a mutation of ``segments_current`` does not reach the
 #: materialized view that fills it.
 SEGMENT_TABLES = ("segments_all", "segments_current", "visits_current")
+#: The tables holding stored transition positions: every derivation, and the current ones
+#: the ``transitions`` view reads (migration 8).
+TRANSITION_TABLES = ("transitions_all", "transitions_current")
 
 
 def redaction_batches(per_rep: Mapping[str, tuple[Sequence[Window], Sequence[Window] | None]],
                       mode: Mode, decimals: int, *,
                       segment_tables: Sequence[str] = ("segments_all",),
+                      transition_tables: Sequence[str] = ("transitions_all",),
                       max_chars: int = MAX_STATEMENT_CHARS) -> list[tuple[list[str], list[str]]]:
     """ALTER ... UPDATE statements that redact many reps' stored positions at once.
 
@@ -336,9 +340,10 @@ def redaction_batches(per_rep: Mapping[str, tuple[Sequence[Window], Sequence[Win
         # a transition's `at` is its fix's own ts (not clock-corrected), like events
         tr_when = (f"has({names}, rep_id) AND at >= {ev_lo} AND at < {ev_hi} "
                    f"AND {instant('at', ew_of)}")
-        stmts.append("ALTER TABLE transitions_all DELETE WHERE kind IN ('account_arrive', "
-                     f"'account_leave') AND {tr_when}")
-        stmts.append(f"ALTER TABLE transitions_all UPDATE {pos} WHERE {tr_when}")
+        for table in transition_tables:
+            stmts.append(f"ALTER TABLE {table} DELETE WHERE kind IN ('account_arrive', "
+                         f"'account_leave') AND {tr_when}")
+            stmts.append(f"ALTER TABLE {table} UPDATE {pos} WHERE {tr_when}")
         out.append((reps, stmts))
     return out
 
@@ -530,7 +535,8 @@ def redact_rep_days(client: Any, closed: Mapping[str, tuple[str, Sequence[dt.dat
                          [w for _, ws in days.values() for w in ws])
                    for rep, days in per_day.items()}
         batches = redaction_batches(per_rep, mode, privacy.coarsen_decimals,
-                                    segment_tables=SEGMENT_TABLES, max_chars=max_chars)
+                                    segment_tables=SEGMENT_TABLES,
+                                    transition_tables=TRANSITION_TABLES, max_chars=max_chars)
     batched = {r for reps, _ in batches for r in reps}
     # reps without a window (nothing off duty) only get their marker rows
     batches += [([r for r in closed if r not in batched], [])]

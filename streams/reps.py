@@ -48,13 +48,15 @@ EXPORT_TABLES: tuple[tuple[str, str], ...] = (
     ("transitions_all", "local_date, version, at, transition_id"),
     ("visit_forms", "started_at, event_id"),
     ("rep_last_position", "ts"),
+    ("rep_territories_all", "geo_version, territory_id"),
 )
 
 #: Tables with a ``rep_id`` column that erase deletes from (a mutation of segments_current
 #: does not reach visits_current, which its materialized view fills: both are listed).
 ERASE_TABLES: tuple[str, ...] = ("events_all", "deadletters", "rep_daily_all", "segments_all",
                                  "segments_current", "visits_current", "transitions_all",
-                                 "visit_forms", "rep_last_position_agg", "closed_rep_days")
+                                 "transitions_current", "visit_forms", "rep_last_position_agg",
+                                 "closed_rep_days", "rep_territories_all")
 
 _KEYS_CHUNK = 500
 

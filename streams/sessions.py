@@ -38,6 +38,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from geo import GeoIndex
 from processors import Place, RepDayUpdate, RepSessionState, SessionParams
+from processors.transition_ledger import TransitionLedger
 from processors.transitions import TransitionParams, derive_transitions
 from schemas.derived import DeadLetter, DeadLetterReason, EnrichedBatch, EnrichedEvent
 from sinks.rows import (
@@ -46,10 +47,12 @@ from sinks.rows import (
     SEGMENT_COLUMN_NAMES,
     SEGMENT_CURRENT_COLUMN_NAMES,
     TRANSITION_COLUMN_NAMES,
+    TRANSITION_CURRENT_COLUMN_NAMES,
     deadletter_rows,
     model_rows,
     segment_current_rows,
     stored_event,
+    transition_current_rows,
 )
 from sinks.writer import ClickHouseWriter
 from streams.pacing import DerivePacer
@@ -131,6 +134,15 @@ GROUP BY rep_id, local_date
 SETTINGS do_not_merge_across_partitions_select_final = 1
 """
 
+# The same for transitions (processors/transition_ledger.py).
+KNOWN_TRANSITIONS_SQL = """
+SELECT rep_id, local_date, groupArray(transition_id) AS ids
+FROM transitions_current FINAL
+WHERE rep_id IN {reps} AND local_date IN {days}
+GROUP BY rep_id, local_date
+SETTINGS do_not_merge_across_partitions_select_final = 1
+"""
+
 
 #: How often the timer looks for idle reps whose days can close, seconds.
 IDLE_CHECK_INTERVAL_S = 5.0
@@ -141,6 +153,10 @@ IDLE_AFTER_MIN_S = 5.0
 #: The first privacy sweep runs this long after the stage starts (then every
 #: ``privacy.sweep_interval_s``).
 SWEEP_FIRST_AFTER_S = 60.0
+
+
+def _date(v: Any) -> dt.date:
+    return v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v))
 
 
 def _sql_list(values: Sequence[str]) -> str:
@@ -163,6 +179,7 @@ class SessionStage:
         self.states: OrderedDict[str, RepSessionState] = OrderedDict()  # LRU order
         self.rep_partition: dict[str, int] = {}
         self.last_derived: dict[str, float] = {}
+        self.transition_ids = TransitionLedger()  # what transitions_current holds per open day
         self.pending: list[tuple[Any, set[str]]] = []  # (source event, reps in it)
         self.lock = asyncio.Lock()
         self.stream: Any = None
@@ -287,6 +304,7 @@ class SessionStage:
         priv = self.p.settings.privacy
         updates: list[RepDayUpdate] = []
         transitions: list[Any] = []
+        retracted: list[tuple[str, dt.date, int, tuple[uuid.UUID, ...]]] = []
         closed: dict[str, tuple[str, list[dt.date]]] = {}
         watermarks: dict[str, dt.datetime] = {}
         interval = self.pacer.interval_s
@@ -315,18 +333,24 @@ class SessionStage:
                                                        priv.coarsen_decimals)
                 updates.append(u)
                 transitions.extend(trs)
+                gone = self.transition_ids.record(rep, u.local_date,
+                                                  (t.transition_id for t in trs))
+                if gone:
+                    retracted.append((rep, u.local_date, u.version, gone))
             days = state.close_days()
             if days:
+                self.transition_ids.keep(rep, state.open_days())
                 closed[rep] = (str(state.tz), days)
                 if state.watermark is not None:
                     watermarks[rep] = state.watermark
         self.pacer.record(time.perf_counter() - busy_from)
         if updates:
-            await self._publish(updates, transitions)  # final rows first, then redaction
+            await self._publish(updates, transitions, retracted)  # rows first, then redaction
         if closed:
             await self._redact(closed, watermarks)
         await self._ack_clean()
         self._evict()
+        self.transition_ids.keep_reps(self.states)
 
     async def _redact(self, closed: dict[str, tuple[str, list[dt.date]]],
                       watermarks: dict[str, dt.datetime] | None = None) -> bool:
@@ -494,7 +518,9 @@ class SessionStage:
         self.swept_days += days
         return days
 
-    async def _publish(self, updates: list[RepDayUpdate], transitions: list[Any]) -> None:
+    async def _publish(self, updates: list[RepDayUpdate], transitions: list[Any],
+                       retracted: Sequence[tuple[str, dt.date, int, Sequence[uuid.UUID]]] = (),
+                       ) -> None:
         w = self.writer
         w.add_batch("rep_daily_all", REP_DAILY_COLUMN_NAMES,
                     model_rows([u.summary for u in updates], REP_DAILY_COLUMN_NAMES), {})
@@ -505,9 +531,12 @@ class SessionStage:
         current = segment_current_rows(updates)  # what the segments and visits views read
         if current:
             w.add_batch("segments_current", SEGMENT_CURRENT_COLUMN_NAMES, current, {})
-        if transitions:
+        if transitions:  # every derivation, for audit
             w.add_batch("transitions_all", TRANSITION_COLUMN_NAMES,
                         model_rows(transitions, TRANSITION_COLUMN_NAMES), {})
+        current_trs = transition_current_rows(transitions, retracted)  # the transitions view
+        if current_trs:
+            w.add_batch("transitions_current", TRANSITION_CURRENT_COLUMN_NAMES, current_trs, {})
         loop = asyncio.get_running_loop()
         started = loop.time()
         rows = w.pending_rows
@@ -627,22 +656,29 @@ class SessionStage:
             await self._seed_segment_ids([r for r in chunk if r in by_rep])
 
     async def _seed_segment_ids(self, reps: list[str]) -> None:
-        """Rebuilt states learn the segment ids stored for their open days, so their first
-        derivation tombstones the ids that vanished (the lost state knew them)."""
+        """Rebuilt states learn the segment and transition ids stored for their open days,
+        so their first derivation tombstones the ids that vanished (the lost state knew
+        them)."""
         days = sorted({d.isoformat() for r in reps for d in self.states[r].open_days()})
         if not reps or not days or self.p.reader is None:
             return
         reader = self.p.reader
-        sql = KNOWN_SEGMENTS_SQL.format(reps=_sql_list(reps), days=_sql_list(days))
+        where = {"reps": _sql_list(reps), "days": _sql_list(days)}
 
-        def query() -> list[tuple[Any, ...]]:
+        def query() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
             with self.p.writer.lock:
-                return list(reader.query(sql).result_rows)
+                return (list(reader.query(KNOWN_SEGMENTS_SQL.format(**where)).result_rows),
+                        list(reader.query(KNOWN_TRANSITIONS_SQL.format(**where)).result_rows))
 
-        rows = await asyncio.get_running_loop().run_in_executor(self.p.query_executor, query)
-        for rep, day, ids in rows:
-            day = day if isinstance(day, dt.date) else dt.date.fromisoformat(str(day))
-            self.states[rep].seed_segment_ids(day, (uuid.UUID(str(i)) for i in ids))
+        segs, trs = await asyncio.get_running_loop().run_in_executor(self.p.query_executor,
+                                                                     query)
+        for rep, day, ids in segs:
+            self.states[rep].seed_segment_ids(_date(day), (uuid.UUID(str(i)) for i in ids))
+        stored: dict[str, dict[dt.date, list[uuid.UUID]]] = {r: {} for r in reps}
+        for rep, day, ids in trs:
+            stored[rep][_date(day)] = [uuid.UUID(str(i)) for i in ids]
+        for rep, by_day in stored.items():
+            self.transition_ids.seed(rep, by_day)
 
     def _evict(self) -> None:
         """Keep the cached events under the budget: drop least recently used clean reps

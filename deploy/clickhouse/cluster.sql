@@ -358,9 +358,6 @@ CREATE TABLE IF NOT EXISTS geotel.transitions_all ON CLUSTER 'geotel'
 ENGINE = Distributed('geotel', 'geotel', 'transitions_all_local', cityHash64(rep_id))
 COMMENT 'Territory/account transitions of every derivation; query transitions';
 
-CREATE VIEW IF NOT EXISTS geotel.transitions ON CLUSTER 'geotel' AS
-SELECT * FROM geotel.transitions_all FINAL WHERE (rep_id, local_date, version) IN (SELECT rep_id, local_date, version FROM geotel.rep_daily);
-
 CREATE TABLE IF NOT EXISTS geotel.rep_last_position_agg_local ON CLUSTER 'geotel'
 (
     rep_id LowCardinality(String),
@@ -656,3 +653,65 @@ COMMENT 'Customers and offices of every geo index version the workers used (home
 
 CREATE VIEW IF NOT EXISTS geotel.accounts ON CLUSTER 'geotel' AS
 SELECT * FROM geotel.accounts_all FINAL WHERE geo_version = (SELECT max(geo_version) FROM geotel.accounts_all);
+
+CREATE TABLE IF NOT EXISTS geotel.transitions_current_local ON CLUSTER 'geotel'
+(
+    transition_id UUID,
+    rep_id LowCardinality(String),
+    local_date Date,
+    kind Enum8('territory_enter' = 1, 'territory_exit' = 2, 'account_arrive' = 3, 'account_leave' = 4),
+    subject_id String,
+    at DateTime64(3, 'UTC'),
+    lon Nullable(Float64),
+    lat Nullable(Float64),
+    geo_version UInt32,
+    version UInt32,
+    is_deleted UInt8
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', version, is_deleted)
+PARTITION BY toMonday(local_date)
+ORDER BY (rep_id, local_date, transition_id)
+COMMENT 'Latest version of each transition id, retracted ids as is_deleted rows; query transitions (replicated shard-local data)';
+
+CREATE TABLE IF NOT EXISTS geotel.transitions_current ON CLUSTER 'geotel'
+(
+    transition_id UUID,
+    rep_id LowCardinality(String),
+    local_date Date,
+    kind Enum8('territory_enter' = 1, 'territory_exit' = 2, 'account_arrive' = 3, 'account_leave' = 4),
+    subject_id String,
+    at DateTime64(3, 'UTC'),
+    lon Nullable(Float64),
+    lat Nullable(Float64),
+    geo_version UInt32,
+    version UInt32,
+    is_deleted UInt8
+)
+ENGINE = Distributed('geotel', 'geotel', 'transitions_current_local', cityHash64(rep_id))
+COMMENT 'Latest version of each transition id, retracted ids as is_deleted rows; query transitions';
+
+CREATE OR REPLACE VIEW geotel.transitions ON CLUSTER 'geotel' AS
+SELECT transition_id, rep_id, local_date, kind, subject_id, at, lon, lat, geo_version, version FROM geotel.transitions_current FINAL
+SETTINGS do_not_merge_across_partitions_select_final = 1;
+
+CREATE TABLE IF NOT EXISTS geotel.rep_territories_all_local ON CLUSTER 'geotel'
+(
+    rep_id LowCardinality(String),
+    territory_id LowCardinality(String),
+    geo_version UInt32
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', geo_version)
+ORDER BY (rep_id, territory_id)
+COMMENT 'Territories assigned to each rep, of every geo index version the workers used; query rep_territories (replicated shard-local data)';
+
+CREATE TABLE IF NOT EXISTS geotel.rep_territories_all ON CLUSTER 'geotel'
+(
+    rep_id LowCardinality(String),
+    territory_id LowCardinality(String),
+    geo_version UInt32
+)
+ENGINE = Distributed('geotel', 'geotel', 'rep_territories_all_local', cityHash64(rep_id))
+COMMENT 'Territories assigned to each rep, of every geo index version the workers used; query rep_territories';
+
+CREATE VIEW IF NOT EXISTS geotel.rep_territories ON CLUSTER 'geotel' AS
+SELECT * FROM geotel.rep_territories_all FINAL WHERE geo_version = (SELECT max(geo_version) FROM geotel.rep_territories_all);

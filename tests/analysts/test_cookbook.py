@@ -156,6 +156,18 @@ def _coverage(rows: list[dict[str, Any]], data: FieldData, stack: Stack) -> None
         assert r["territory_id"].startswith("T"), r
 
 
+def _foreign(rows: list[dict[str, Any]], data: FieldData, stack: Stack) -> None:
+    # rep_territories is the assignment of the territory set in use, and no entry counted
+    # is into a territory of the rep's own
+    assigned = {(r["rep_id"], r["territory_id"]) for r in stack.sql(
+        "SELECT rep_id, territory_id FROM rep_territories")}
+    assert assigned == {(rep, t) for rep in data.index.rep_ids()
+                        for t in data.index.rep_profile(rep).territory_ids}
+    for r in rows:
+        assert r["territory_id"] not in data.index.rep_profile(r["rep_id"]).territory_ids, r
+        assert int(r["entries"]) >= 1
+
+
 CHECKS = {
     "Who is in the field right now, and where?": _in_field_now,
     "How many reps are in the field right now, per territory?": _reps_now,
@@ -166,6 +178,7 @@ CHECKS = {
     "Competitor mentions by territory": _competitors,
     "Visit outcomes": _outcomes,
     "Territory coverage: share of the accounts visited in the last 30 days": _coverage,
+    "Into which foreign territories did reps go?": _foreign,
 }
 
 

@@ -85,5 +85,10 @@ def insert_day(ch: Any, day: RepDay, segments: list[Segment],
                       column_names=[*SEGMENT_COLUMN_NAMES, "is_deleted"],
                       settings={"async_insert": 0})
     if transitions:
-        ch.insert("transitions_all", model_rows(transitions, TRANSITION_COLUMN_NAMES),
-                  column_names=TRANSITION_COLUMN_NAMES, settings={"async_insert": 0})
+        rows = model_rows(transitions, TRANSITION_COLUMN_NAMES)
+        ch.insert("transitions_all", rows, column_names=TRANSITION_COLUMN_NAMES,
+                  settings={"async_insert": 0})
+        if ch.command("EXISTS TABLE transitions_current"):  # the current-version table (v8)
+            ch.insert("transitions_current", [[*r, 0] for r in rows],
+                      column_names=[*TRANSITION_COLUMN_NAMES, "is_deleted"],
+                      settings={"async_insert": 0})

@@ -18,6 +18,7 @@ from sinks.migrations import migrate
 from streams.privacy import (
     MUTATION_SETTINGS,
     SEGMENT_TABLES,
+    TRANSITION_TABLES,
     PrivacySettings,
     closed_watermarks,
     redact_closed_days,
@@ -185,8 +186,9 @@ def test_sweep_redacts_closed_days_that_were_never_redacted(ch: Any) -> None:
     n0 = _mutations(ch)
     assert sweep_closed_days(ch, LONG_AGO, 36 * 3600)[0] == 1
     seg_tables = len(SEGMENT_TABLES)
-    # events, segments (each table), transitions x2; the last ping is not off duty
-    assert _mutations(ch) - n0 == 3 + seg_tables
+    # events, segments (each table), transitions x2 (each table); the last ping is not off
+    # duty
+    assert _mutations(ch) - n0 == 1 + seg_tables + 2 * len(TRANSITION_TABLES)
     assert ch.command(full.format("s1")) == 18 + 1
     assert ch.command(full.format("s2")) == 48  # not closed by its own watermark
 

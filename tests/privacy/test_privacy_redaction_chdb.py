@@ -15,6 +15,7 @@ from sinks.migrations import migrate
 from streams.privacy import (
     MUTATION_SETTINGS,
     SEGMENT_TABLES,
+    TRANSITION_TABLES,
     PrivacySettings,
     day_bounds,
     interval_is_off_duty,
@@ -80,8 +81,9 @@ def test_coarsen_redacts_only_the_reps_off_duty_positions(ch: Any) -> None:
     _store(ch)
     before = _events(ch, "events_all")
     seg_tables = len(SEGMENT_TABLES)  # segments_all and the current-version tables
-    # events, segments (every segments table), 2 on transitions, + last position (2)
-    assert redact_closed_days(ch, "r1", TZ, [DAY], PrivacySettings()) == 5 + seg_tables
+    # events, segments (every segments table), 2 on each transitions table, + last position (2)
+    assert redact_closed_days(ch, "r1", TZ, [DAY], PrivacySettings()) == (
+        3 + seg_tables + 2 * len(TRANSITION_TABLES))
     after = _events(ch, "events_all")
     assert len(after) == len(before)
     changed = 0

@@ -36,6 +36,8 @@ def _fill(ch: Any) -> None:
     ch.command("INSERT INTO deadletters (at, reason, detail, source_topic, rep_id, payload) "
                "VALUES (now64(3), 'too_late', 'x', 'telemetry.enriched', 'r1', '{}')",
                settings={"async_insert": 0})
+    ch.command("INSERT INTO rep_territories_all (rep_id, territory_id, geo_version) VALUES "
+               "('r1', 'T1', 1), ('r1', 'T2', 1), ('r2', 'T1', 1)", settings={"async_insert": 0})
 
 
 def test_export_then_erase_leaves_other_reps(ch: Any, chdb_dir: Path) -> None:
@@ -53,7 +55,7 @@ def test_export_then_erase_leaves_other_reps(ch: Any, chdb_dir: Path) -> None:
     lines = [orjson.loads(ln) for ln in out.getvalue().splitlines()]
     assert counts == {"events_all": 24, "deadletters": 1, "rep_daily_all": 1,
                       "segments_all": 1, "transitions_all": 0, "visit_forms": 0,
-                      "rep_last_position": 1,
+                      "rep_last_position": 1, "rep_territories_all": 2,
                       "devices": 1}
     assert len(lines) == sum(counts.values())
     assert {ln["table"] for ln in lines} == {t for t, n in counts.items() if n}
@@ -67,8 +69,9 @@ def test_export_then_erase_leaves_other_reps(ch: Any, chdb_dir: Path) -> None:
     removed = erase_rep(ch, "r1")
     assert removed == {"events_all": 24, "deadletters": 1, "rep_daily_all": 1,
                        "segments_all": 1, "segments_current": 1, "visits_current": 0,
-                       "closed_rep_days": 0, "transitions_all": 0, "visit_forms": 0,
-                       "rep_last_position_agg": 1,
+                       "closed_rep_days": 0, "transitions_all": 0,
+                       "transitions_current": 0, "visit_forms": 0,
+                       "rep_last_position_agg": 1, "rep_territories_all": 2,
                        "territory_hourly_agg": 24}
     for table, _ in EXPORT_TABLES:
         assert ch.command(f"SELECT count() FROM {table} WHERE rep_id = 'r1'") == 0

@@ -1,5 +1,6 @@
-"""Through the real stack: a rep-day changed after a worker restart loses the segments its
-new derivation no longer has (the rebuilt state learns the stored ids and tombstones them)."""
+"""Through the real stack: a rep-day changed after a worker restart loses the segments and
+transitions its new derivation no longer has (the rebuilt state learns the stored ids and
+tombstones them)."""
 
 from __future__ import annotations
 
@@ -27,14 +28,19 @@ def _track(start: dt.datetime, minutes: int, at: tuple[float, float],
     return out
 
 
-def _ids(stack: Stack, sql: str) -> set[str]:
-    return {str(r["segment_id"]) for r in stack.sql(sql)}
+def _ids(stack: Stack, sql: str, column: str = "segment_id") -> set[str]:
+    return {str(r[column]) for r in stack.sql(sql)}
+
+
+def _transitions(stack: Stack, sql: str) -> set[str]:
+    return _ids(stack, sql, "transition_id")
 
 
 def test_segments_retracted_after_a_restart_leave_the_segments_view(tmp_path: Path) -> None:
     stack = Stack(tmp_path)
     stack.start()
     try:
+        stack.load_sample_world()  # L1 and L2 lie in a territory: the day has transitions
         token = stack.add_device(REP, DEV)
         day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
         t0 = dt.datetime.combine(day, dt.time(8), tzinfo=dt.UTC)
@@ -47,6 +53,9 @@ def test_segments_retracted_after_a_restart_leave_the_segments_view(tmp_path: Pa
         stack.wait_derived()
         before = _ids(stack, f"SELECT segment_id FROM segments WHERE rep_id = '{REP}'")
         assert before
+        trs_before = _transitions(stack, "SELECT transition_id FROM transitions "
+                                         f"WHERE rep_id = '{REP}'")
+        assert trs_before
         stack.stop()
 
         stack.start()  # a new worker (and broker): the rep's state is rebuilt from the store
@@ -69,6 +78,19 @@ def test_segments_retracted_after_a_restart_leave_the_segments_view(tmp_path: Pa
         tombstones = _ids(stack, "SELECT segment_id FROM segments_current "
                                  f"WHERE rep_id = '{REP}' AND is_deleted = 1")
         assert retracted <= tombstones
+        # The territory entry moved to the earlier first fix: a new transition id, and the
+        # old one is a tombstone in transitions_current.
+        trs_after = _transitions(stack, "SELECT transition_id FROM transitions "
+                                        f"WHERE rep_id = '{REP}'")
+        trs_current = _transitions(stack, f"""SELECT transition_id FROM transitions_all FINAL
+            WHERE rep_id = '{REP}' AND (rep_id, local_date, version) IN
+                  (SELECT rep_id, local_date, version FROM rep_daily)""")
+        trs_retracted = trs_before - trs_current
+        assert trs_retracted, "the earlier fixes should have moved the territory entry"
+        assert trs_after == trs_current
+        assert _transitions(stack, "SELECT transition_id FROM transitions_current "
+                                   f"WHERE rep_id = '{REP}' AND is_deleted = 1"
+                            ) >= trs_retracted
         assert int(stack.health()["components"]["sessions"].get("rebuilt_reps", 1)) >= 1
     finally:
         stack.stop()
