@@ -14,6 +14,7 @@ import asyncio
 import base64
 import collections
 import datetime as dt
+import gc
 import logging
 import ssl
 import time
@@ -51,6 +52,19 @@ log = logging.getLogger(__name__)
 
 #: How often the worker checks that no assigned partition's log went backwards, seconds.
 LOG_RESET_CHECK_S = 2.0
+#: Cyclic garbage collector thresholds of a worker process (Python's are 700, 10, 10).
+WORKER_GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_gc() -> None:
+    """Collect less often in a worker. The sessions stage holds every event of the open
+    rep-days as models (about ten tracked objects each, millions in all), and with
+    Python's thresholds the collector re-scanned them so often that it took about half of
+    the cost of decoding an enriched batch (docs/performance.md). Everything alive at
+    start-up (modules, Faust, pandas) is frozen out of the scans. Nothing the worker
+    allocates depends on a prompt cyclic collection: reference counting frees the rest."""
+    gc.freeze()
+    gc.set_threshold(*WORKER_GC_THRESHOLDS)
 
 
 def faust_broker_credentials(settings: Settings) -> Any:
@@ -200,6 +214,7 @@ class Pipeline:
                 self.app.agent(self.raw_topic, name="geotel.intake")(self._intake_agent)
             if settings.worker.sessions_enabled:
                 self._add_sessions()
+            tune_gc()
             self.app.timer(5.0)(self._update_lag)
             self.app.timer(LOG_RESET_CHECK_S)(self._check_log_reset)
 
