@@ -59,6 +59,8 @@ def _earlier(a: AnyEvent, b: AnyEvent) -> bool:
     rb = b.received_at.timestamp() if b.received_at else float("inf")
     if ra != rb:
         return ra < rb
+    if a == b:  # the same copy again (a resend or a redelivery): keep the one held
+        return False
     return a.model_dump_json() < b.model_dump_json()
 
 
