@@ -369,6 +369,75 @@ def _fast_row(item: Any, received_at: dt.datetime, ahead: dt.timedelta,
             0, "", None, None, "")
 
 
+# -- ingest's path: the same fast check, and the body to publish built from its values ----
+
+_JSON_OPTS = orjson.OPT_UTC_Z
+_PING_OPTIONAL = (("accuracy_m", 8), ("speed_mps", 9), ("heading_deg", 10), ("altitude_m", 11),
+                  ("battery_pct", 12), ("provider", 13))
+
+
+def _row_body(row: tuple[object, ...]) -> bytes:
+    """The published JSON of a fast-checked item, from its checked values: known fields
+    only (as the model's dump drops unknown ones), times in UTC."""
+    doc: dict[str, object] = {"event_id": row[0], "device_id": row[2], "rep_id": row[1],
+                              "kind": row[3], "ts": row[4], "received_at": row[5]}
+    if row[3] == "ping":
+        doc["lat"], doc["lon"] = row[6], row[7]
+        for name, i in _PING_OPTIONAL:
+            if row[i] is not None:
+                doc[name] = row[i]
+        doc["is_mock"] = row[14]
+    else:
+        doc["action"] = row[15]
+        if row[6] is not None:
+            pos: dict[str, object] = {"lat": row[6], "lon": row[7]}
+            if row[8] is not None:
+                pos["accuracy_m"] = row[8]
+            doc["position"] = pos
+        if row[16] is not None:
+            doc["account_id"] = row[16]
+        if row[17] is not None:
+            doc["visit_id"] = row[17]
+    return orjson.dumps(doc, option=_JSON_OPTS)
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """An item ingest accepts: its position, identity and the JSON body to publish."""
+
+    index: int
+    event_id: str
+    device_id: str
+    rep_id: str
+    body: bytes
+
+
+def check_upload(items: list[Any], received_at: dt.datetime, limits: TimeLimits
+                 ) -> tuple[list[Checked], list[Reject]]:
+    """Ingest's validation of an upload: ``validate_items`` (``received_at`` stamped on
+    every event, a client's value overwritten) with the worker's fast check for ordinary
+    pings and check-ins, whose body is built from the checked values instead of a pydantic
+    model's dump. Everything else takes the pydantic reference, so every decision and
+    reject reason is the reference's (tests/processors/test_ingest_fast.py)."""
+    accepted: list[Checked] = []
+    rejects: list[Reject] = []
+    ahead, age = _deltas(limits)
+    for i, item in enumerate(items):
+        # An item with its own received_at takes the reference (which overwrites it).
+        row = (_fast_row(item, received_at, ahead, age)
+               if type(item) is dict and "received_at" not in item else None)
+        if row is not None:
+            accepted.append(Checked(i, row[0], row[2], row[1], _row_body(row)))  # type: ignore[arg-type]
+            continue
+        res = _validate_one(i, item, received_at, limits, False)
+        if isinstance(res, Reject):
+            rejects.append(res)
+        else:
+            accepted.append(Checked(i, str(res.event_id), res.device_id, res.rep_id,
+                                    res.model_dump_json().encode()))
+    return accepted, rejects
+
+
 @dataclass
 class RowBatch:
     """Accepted events of many messages as ``events`` base rows (``event_id`` a string),

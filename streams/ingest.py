@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from processors.intake import TimeLimits, validate_items
+from processors.intake import TimeLimits, check_upload
 from schemas.events import MAX_BATCH_EVENTS
 from streams.devices import DeviceRegistry, Identity
 from streams.metrics import Metrics
@@ -136,17 +136,17 @@ class IngestHandler:
 
     async def _accept(self, ident: Identity, items: list[Any]) -> Reply:
         received_at = dt.datetime.now(dt.UTC)
-        res = validate_items(items, received_at, self.limits)
+        checked, rejects = check_upload(items, received_at, self.limits)
         results: list[dict[str, Any] | None] = [None] * len(items)
-        for rj in res.rejects:
+        for rj in rejects:
             results[rj.index] = {"index": rj.index, "event_id": rj.event_id,
                                  "status": "rejected", "reason": rj.reason,
                                  "detail": rj.detail}
         accepted: list[int] = []
         bodies: list[bytes] = []
         seen: set[str] = set()
-        for ev, i in zip(res.events, res.indexes, strict=True):
-            eid = str(ev.event_id)
+        for ev in checked:
+            i, eid = ev.index, ev.event_id
             if ev.device_id != ident.device_id or ev.rep_id != ident.rep_id:
                 self.metrics.spoof_attempts.inc()
                 which = "device_id" if ev.device_id != ident.device_id else "rep_id"
@@ -160,9 +160,9 @@ class IngestHandler:
                 continue
             seen.add(eid)
             accepted.append(i)
-            # The validated event, not the raw item: unknown fields are dropped here (they
-            # could be nested beyond what a JSON encoder accepts), times are UTC.
-            bodies.append(ev.model_dump_json().encode())
+            # The checked event, not the raw item: unknown fields are dropped (they could be
+            # nested beyond what a JSON encoder accepts), times are UTC.
+            bodies.append(ev.body)
             results[i] = {"index": i, "event_id": eid, "status": "accepted"}
         if accepted:
             payload = b'{"events":[' + b",".join(bodies) + b"]}"
