@@ -10,11 +10,6 @@ in proportion, up to ``max_s``. Under a backlog (a restart, a broker outage) thi
 rep-day is derived a few times while the backlog drains rather than every ``base_s``; when
 the load falls, the interval returns to ``base_s``.
 
-With ``idle_s``, the interval is 0 once no input has come for ``idle_s`` seconds
-(:meth:`DerivePacer.input` marks its arrival): waiting only coalesces uploads that are still
-coming, so when the input stops (a backlog drained, traffic paused) whatever is dirty is
-derived at once instead of up to ``max_s`` later, when nothing else competes for the time.
-
 >>> clock = iter([0.0, 0.0, 1.0, 2.0]).__next__
 >>> p = DerivePacer(base_s=15.0, budget=0.25, max_s=300.0, tau_s=10.0, clock=clock)
 >>> p.interval_s
@@ -33,8 +28,7 @@ from collections.abc import Callable
 
 class DerivePacer:
     def __init__(self, base_s: float, budget: float = 0.3, max_s: float = 300.0,
-                 tau_s: float = 30.0, clock: Callable[[], float] = time.monotonic,
-                 idle_s: float | None = None) -> None:
+                 tau_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
         if not 0 < budget <= 1:
             raise ValueError(f"budget must be in (0, 1], got {budget}")
         self.base_s = base_s
@@ -44,17 +38,6 @@ class DerivePacer:
         self._clock = clock
         self._busy = 0.0  # decayed seconds of derivation
         self._at = clock()
-        self.idle_s = idle_s
-        self._input_at = self._at
-
-    def input(self) -> None:
-        """Input arrived (a batch to add)."""
-        self._input_at = self._clock()
-
-    @property
-    def idle(self) -> bool:
-        """No input for ``idle_s`` seconds (never without ``idle_s``)."""
-        return self.idle_s is not None and self._clock() - self._input_at >= self.idle_s
 
     def _decay(self) -> float:
         now = self._clock()
@@ -75,10 +58,7 @@ class DerivePacer:
     @property
     def interval_s(self) -> float:
         """The interval to use now: ``base_s`` while within budget, stretched by
-        duty / budget beyond it (from at least 1 s when ``base_s`` is 0), at most ``max_s``;
-        0 while :attr:`idle`."""
-        if self.idle:
-            return 0.0
+        duty / budget beyond it (from at least 1 s when ``base_s`` is 0), at most ``max_s``."""
         stretch = self.duty / self.budget
         if stretch <= 1.0:
             return self.base_s

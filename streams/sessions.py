@@ -144,9 +144,6 @@ SETTINGS do_not_merge_across_partitions_select_final = 1
 """
 
 
-#: The stage derives every dirty rep once no batch has come for this long, seconds (the
-#: timer runs at least every 2 s; batches come every take window while data flows).
-DERIVE_WHEN_IDLE_S = 1.0
 #: How often the timer looks for idle reps whose days can close, seconds.
 IDLE_CHECK_INTERVAL_S = 5.0
 #: A rep counts as idle (close_idle) after this many derivation intervals without new
@@ -176,9 +173,8 @@ class SessionStage:
         self.tparams = transition_params
         self.derive_interval_s = derive_interval_s
         # Derivation re-reads whole rep-days: under load it is paced to a share of the time.
-        # When its input stops, the stage derives what is dirty at once (pacing.py).
         self.pacer = DerivePacer(derive_interval_s, budget=derive_budget,
-                                 max_s=max_derive_interval_s, idle_s=DERIVE_WHEN_IDLE_S)
+                                 max_s=max_derive_interval_s)
         self.max_cached_events = max_cached_events
         self.states: OrderedDict[str, RepSessionState] = OrderedDict()  # LRU order
         self.rep_partition: dict[str, int] = {}
@@ -216,7 +212,6 @@ class SessionStage:
         self.stream = stream
         cfg = self.p.settings.worker
         async for events in stream.noack_take(cfg.batch_max_messages, cfg.batch_within_s):
-            self.pacer.input()
             await self.p.geo_ready()
             async with self.lock:
                 try:

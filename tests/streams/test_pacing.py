@@ -46,20 +46,3 @@ def test_capped_and_zero_base() -> None:
     assert p.interval_s == 20.0
     with pytest.raises(ValueError):
         DerivePacer(base_s=1.0, budget=0.0)
-
-
-def test_no_interval_once_the_input_stops() -> None:
-    c = Clock()
-    p = DerivePacer(base_s=15.0, budget=0.25, max_s=300.0, tau_s=30.0, clock=c, idle_s=1.0)
-    for _ in range(60):  # a backlog: input all the time, derivation over budget
-        c.t += 0.5
-        p.input()
-        p.record(0.4)
-    assert p.interval_s > 15.0
-    c.t += 0.9
-    assert not p.idle and p.interval_s > 15.0
-    c.t += 0.1  # a second without input: derive what is dirty now
-    assert p.idle and p.interval_s == 0.0
-    p.input()
-    assert p.interval_s > 15.0
-    assert not DerivePacer(base_s=15.0, clock=c).idle  # off without idle_s
