@@ -124,7 +124,7 @@ class WorkerSettings(_Section):
                             description="Taken batches accumulate into one ClickHouse insert "
                             "until they hold this many events (a chDB insert has a fixed "
                             "cost of about 25 ms), stored while the next ones are prepared.")
-    flush_interval_s: float = Field(default=0.5, gt=0,
+    flush_interval_s: float = Field(default=0.25, gt=0,
                                     description="...or until the first of them is this old, "
                                     "seconds: the bound on the delay it adds to freshness.")
     sink_retry_initial_s: float = Field(default=0.2, gt=0,
