@@ -567,9 +567,12 @@ class SessionStage:
             out.labels(topic=topic.get_topic_name()).inc(len(updates))
 
     async def _ack_clean(self) -> None:
+        # The dirty reps once per call, not per waiting message: this runs after every
+        # batch, and in a backlog thousands of messages wait for their reps' derivation.
+        dirty = {r for r, st in self.states.items() if st.dirty}
         keep: list[tuple[Any, set[str]]] = []
         for event, reps in self.pending:
-            if any(r in self.states and self.states[r].dirty for r in reps):
+            if not reps.isdisjoint(dirty):
                 keep.append((event, reps))
             else:
                 await self.stream.ack(event)
