@@ -1,6 +1,9 @@
 """Through the real stack: a rep-day changed after a worker restart loses the segments and
 transitions its new derivation no longer has (the rebuilt state learns the stored ids and
-tombstones them)."""
+tombstones them). The restart also brings a new in-memory broker, so the sessions stage
+reads ``telemetry.enriched`` from offset 0 without a committed offset while the topic no
+longer holds the morning: it must rebuild the rep from the store (not take the cold-start
+shortcut it took on the first start) and derive the whole day."""
 
 from __future__ import annotations
 
@@ -56,6 +59,8 @@ def test_segments_retracted_after_a_restart_leave_the_segments_view(tmp_path: Pa
         trs_before = _transitions(stack, "SELECT transition_id FROM transitions "
                                          f"WHERE rep_id = '{REP}'")
         assert trs_before
+        sessions = stack.health()["components"]["sessions"]
+        assert (sessions["skipped_rebuilds"], sessions["rebuilt_reps"]) == (1, 0)  # cold start
         stack.stop()
 
         stack.start()  # a new worker (and broker): the rep's state is rebuilt from the store
@@ -91,6 +96,8 @@ def test_segments_retracted_after_a_restart_leave_the_segments_view(tmp_path: Pa
         assert _transitions(stack, "SELECT transition_id FROM transitions_current "
                                    f"WHERE rep_id = '{REP}' AND is_deleted = 1"
                             ) >= trs_retracted
-        assert int(stack.health()["components"]["sessions"].get("rebuilt_reps", 1)) >= 1
+        sessions = stack.health()["components"]["sessions"]
+        assert (sessions["skipped_rebuilds"], sessions["rebuilt_reps"]) == (0, 1)
+        assert int(stack.scalar(f"SELECT events FROM rep_daily WHERE rep_id = '{REP}'")) == total
     finally:
         stack.stop()
