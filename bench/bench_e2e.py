@@ -70,9 +70,15 @@ from common import (
 POLL_S = 0.05
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def time_sink(http: httpx.Client, base: str, expected: int, proc: Proc, window_s: float,
-              stored: Callable[[], int] | None = None, per_stored: float = 1.0
-              ) -> tuple[float, float, float, bool]:
+              stored: Callable[[], int] | None = None, per_stored: float = 1.0,
+              on_start: Callable[[], None] | None = None) -> tuple[float, float, float, bool]:
     """Time the drain of ``expected`` rows, from the first /health poll that shows rows.
 
     Returns (seconds, events counted in them, seconds from the call to the first rows,
@@ -93,6 +99,8 @@ def time_sink(http: httpx.Client, base: str, expected: int, proc: Proc, window_s
         r = rows()
         if r > 0:
             state["t0"], state["r0"] = time.perf_counter(), r
+            if on_start is not None:
+                on_start()
             return True
         return False
 
@@ -168,8 +176,10 @@ def run_ours(wl: Workload, window_s: float) -> float:
                 return int(sql_scalar(http, base, "SELECT uniqExact(event_id) FROM events_all"))
 
             called = time.perf_counter()
+            cpu: list[float] = []
             secs, counted, startup, drained = time_sink(
-                http, base, wl.events, proc, window_s, stored, wl.events / wl.distinct_valid)
+                http, base, wl.events, proc, window_s, stored, wl.events / wl.distinct_valid,
+                on_start=lambda: cpu.append(cpu_s(proc.pid)))
             intake_secs = secs
             sessions = None
             if drained:
@@ -178,6 +188,7 @@ def run_ours(wl: Workload, window_s: float) -> float:
                 sessions = wait_sessions(http, base, s.bootstrap_servers,
                                          s.topic("telemetry.enriched"), proc, 600)
                 secs = time.perf_counter() - (called if startup == 0.0 else t0)
+            cpu.append(cpu_s(proc.pid))
             geo = sql_scalar(http, base, "SELECT round(countIf(geo_version > 0) / count(), 4) "
                              "FROM events_all WHERE kind = 'ping'")
         finally:
@@ -187,7 +198,10 @@ def run_ours(wl: Workload, window_s: float) -> float:
              f"sessions stage done {secs - intake_secs:.2f}s after the intake: "
              f"{sessions.get('derivations')} derivations, {sessions.get('rebuilt_reps')} "
              f"reps rebuilt")
-    info(f"ours: {counted:,.0f} events in {secs:.2f}s = {rate:,.0f} ev/s "
+    # The worker's own CPU per event is steadier than its rate on a shared machine.
+    cpu_us = (cpu[-1] - cpu[0]) / counted * 1e6 if len(cpu) == 2 else float("nan")
+    info(f"ours: {counted:,.0f} events in {secs:.2f}s = {rate:,.0f} ev/s, worker CPU "
+         f"{cpu_us:.0f} us/event "
          f"({'all drained and derived' if drained else f'{window_s:.0f} s window, not drained'}"
          f"; intake alone {counted / intake_secs:,.0f} ev/s; {stage}; preload "
          f"{load_s:.1f}s, start-up to first rows {startup:.1f}s, pings enriched with a geo "

@@ -1,4 +1,4 @@
-"""Diagnostic: the cost of each stage of the intake hot path, in one process, no Kafka.
+"""Diagnostic: the cost of each stage of the worker's hot path, in one process, no Kafka.
 
 Runs the worker's intake steps (parse and validate, geo enrichment, ClickHouse rows, the
 enriched-topic encoding, the idempotent chDB insert) over the e2e workload in batches of
@@ -8,12 +8,19 @@ RESULT lines) and exists to explain the end-to-end figure.
 
     python bench/stages.py --events 100000 --batch 200             # both paths
     python bench/stages.py --events 60000 --batch 200 --path rows  # the worker's path only
+    python bench/stages.py --events 150000 --path sessions --gc worker  # the sessions stage
+
+``--path sessions`` runs the sessions stage's steps over the enriched messages the intake
+makes of the workload: decode (pydantic), ``RepSessionState.add`` and, every
+``--derive-every`` batches, the derivation of every dirty rep-day and its transitions.
+``--gc`` chooses Python's collector thresholds or the worker's (``streams.app.tune_gc``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import sys
 import tempfile
 import time
@@ -33,10 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flush-rows", type=int, default=20_000,
                     help="rows per insert of the row path (the worker's flush_rows); taken "
                     "batches accumulate until then")
-    ap.add_argument("--path", choices=("rows", "models", "both"), default="both",
+    ap.add_argument("--path", choices=("rows", "models", "both", "sessions"), default="both",
                     help="rows: the worker's path (fast validation, enrichment columns, one "
                     "column-oriented insert per flush_rows); models: the pydantic reference "
                     "path (a model per event, one row-oriented insert per batch)")
+    ap.add_argument("--derive-every", type=int, default=100,
+                    help="sessions path: derive the dirty rep-days every this many batches")
+    ap.add_argument("--gc", choices=("default", "worker"), default="default",
+                    help="collector thresholds: Python's, or the worker's (tune_gc)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: this process's CPU time (all its threads) instead of elapsed "
                     "time: steadier on a loaded machine")
@@ -55,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     client = connect(url=None, chdb_path=Path(tempfile.mkdtemp(prefix="stages-")),
                      database="geotel")
     migrate(client)
+    if args.gc == "worker":
+        from streams.app import tune_gc
+
+        tune_gc()
+    if args.path == "sessions":
+        _run_sessions(wl, enricher, args.batch, args.derive_every)
+        return 0
     if args.path in ("models", "both"):
         _run_models(wl, enricher, client, args.batch)
     if args.path in ("rows", "both"):
@@ -172,6 +190,71 @@ def _run_rows(wl: Any, enricher: Any, client: Any, batch: int, flush_rows: int) 
     total = _clock() - t_all
     _report(f"rows path (worker), {inserts} inserts of up to {flush_rows:,} rows", cost, n,
             total)
+
+
+def _run_sessions(wl: Any, enricher: Any, batch: int, derive_every: int) -> None:
+    """The sessions stage (streams/sessions.py add_batch and derive_due) over the enriched
+    messages of the workload: decode, add, and now and then derive every dirty rep-day."""
+    from processors import RepSessionState
+    from processors.intake import RowBatch, TimeLimits, parse_message_rows
+    from processors.transitions import derive_transitions
+    from streams.enrich import encode_enriched_rows
+    from streams.sessions import _BATCH, GeoPlaces
+    from streams.settings import Settings
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    now = dt.datetime.now(dt.UTC)
+    batches: list[list[bytes]] = []
+    for b in range(0, len(wl.messages), batch):
+        rb = RowBatch()
+        for _, value in wl.messages[b:b + batch]:
+            parse_message_rows(value, now, TimeLimits(), rb)
+        geo = enricher.enrich_rows(rb.rows)
+        batches.append([v for _, v in encode_enriched_rows(rb.rows, rb.models, geo)])
+    index = enricher.index
+    states: dict[str, Any] = {}
+    cost: dict[str, float] = defaultdict(float)
+    n = derivations = 0
+    gc.collect()
+    t_all = _clock()
+
+    def derive() -> int:
+        k = 0
+        for rep, state in states.items():
+            if not state.dirty:
+                continue
+            t = _clock()
+            out = state.derive(GeoPlaces(index, rep), close=False)
+            t1 = _clock()
+            for u in out.updates:
+                derive_transitions(rep, u.local_date, state.events_of(u.local_date),
+                                   settings.transitions)
+            cost["derive"] += t1 - t
+            cost["transitions"] += _clock() - t1
+            k += 1
+        return k
+
+    for i, values in enumerate(batches):
+        t = _clock()
+        decoded = [_BATCH.validate_json(v) for v in values]
+        t1 = _clock()
+        for b in decoded:
+            state = states.get(b.rep_id)
+            if state is None:
+                state = states[b.rep_id] = RepSessionState(
+                    b.rep_id, index.rep_profile(b.rep_id).tz, settings.sessions)
+            state.add(b.events, places=GeoPlaces(index, b.rep_id), derive=False)
+            n += len(b.events)
+        cost["decode"] += t1 - t
+        cost["add"] += _clock() - t1
+        if (i + 1) % derive_every == 0:
+            derivations += derive()
+    derivations += derive()
+    total = _clock() - t_all
+    info(f"{n:,} events in {sum(len(b) for b in batches):,} enriched messages, {len(states)} "
+         f"reps, {derivations:,} rep derivations (every {derive_every} batches of {batch} "
+         f"uploads), gc thresholds {gc.get_threshold()}")
+    _report("sessions stage (decode, add, derive)", cost, n, total)
 
 
 if __name__ == "__main__":
