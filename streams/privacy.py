@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any, Literal, TypeVar
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from processors.records import RepDay, Segment, SegmentKind
 from processors.rep_day import local_day_bounds
+from sinks.exceptions import SinkError
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,67 @@ Window = tuple[dt.datetime, dt.datetime]
 #: Mutations wait until every part (and replica) is rewritten, so a caller that reports
 #: "redacted" or "erased" has the data gone when it returns.
 MUTATION_SETTINGS: dict[str, Any] = {"mutations_sync": 2}
+
+#: Redaction issues its mutations without waiting (milliseconds under the writer lock) and
+#: waits for them outside the lock (:func:`apply_statements`), so intake inserts go on while
+#: the parts are rewritten; a synchronous mutation held the lock for seconds.
+_ASYNC_MUTATION: dict[str, Any] = {"mutations_sync": 0}
+MUTATION_WAIT_S = 900.0
+_MUTATION_POLL_S = 0.05
+
+
+def _mutated_table(sql: str) -> str | None:
+    """The table an ``ALTER TABLE <t> UPDATE/DELETE`` statement mutates; None otherwise."""
+    words = sql.split(None, 4)
+    if len(words) >= 4 and words[0].upper() == "ALTER" and words[1].upper() == "TABLE" \
+            and words[3].upper() in ("UPDATE", "DELETE"):
+        return words[2]
+    return None
+
+
+def wait_for_mutations(client: Any, tables: Sequence[str], lock: Any = None, *,
+                       timeout_s: float = MUTATION_WAIT_S) -> None:
+    """Return once no mutation of ``tables`` is pending; raise ``SinkError`` (with
+    ClickHouse's reason) for a mutation that failed, or one still pending after
+    ``timeout_s``. Each check is one short query under ``lock``."""
+    if not tables:
+        return
+    names = "(" + ", ".join(sql_str(t) for t in sorted(set(tables))) + ")"
+    sql = ("SELECT table, mutation_id, latest_fail_reason FROM system.mutations "
+           f"WHERE database = currentDatabase() AND NOT is_done AND table IN {names}")
+    deadline = time.monotonic() + timeout_s
+    poll = _MUTATION_POLL_S
+    while True:
+        with lock or nullcontext():
+            pending = client.query(sql).result_rows
+        if not pending:
+            return
+        failed = [(t, m, r) for t, m, r in pending if r]
+        if failed:
+            t, m, r = failed[0]
+            raise SinkError(f"mutation {m} of {t} failed: {r}"[:500])
+        if time.monotonic() > deadline:
+            raise SinkError(f"{len(pending)} mutations still pending after {timeout_s:.0f} s "
+                            f"(first: {pending[0][1]} of {pending[0][0]})")
+        time.sleep(poll)
+        poll = min(poll * 2, 1.0)
+
+
+def apply_statements(client: Any, stmts: Sequence[str], lock: Any = None) -> None:
+    """Run redaction statements in order, as if each mutation were synchronous: mutations
+    are issued without waiting, and before any other statement (an INSERT ... SELECT that
+    reads what they rewrite) and at the end, they are waited for outside ``lock``."""
+    pending: list[str] = []
+    for sql in stmts:
+        table = _mutated_table(sql)
+        if table is None and pending:
+            wait_for_mutations(client, pending, lock)
+            pending = []
+        with lock or nullcontext():
+            client.command(sql, settings=_ASYNC_MUTATION if table else {"async_insert": 0})
+        if table is not None:
+            pending.append(table)
+    wait_for_mutations(client, pending, lock)
 
 
 class PrivacySettings(BaseModel):
@@ -517,7 +580,8 @@ def redact_rep_days(client: Any, closed: Mapping[str, tuple[str, Sequence[dt.dat
     ``closed`` maps a rep to its time zone and closed days; ``watermarks`` the watermark
     that closed them (recorded; the day's end when not given). The statements are batched
     (:func:`redaction_batches`): a few mutations per table for any number of rep-days. The
-    lock is taken per batch, so other writers interleave. Idempotent: running it twice
+    lock is held only to issue a statement or check progress (:func:`apply_statements`), so
+    other writers interleave while parts are rewritten. Idempotent: running it twice
     changes nothing. Call it after the days' last update was written (blocking: run it in
     the ClickHouse executor).
     """
@@ -545,22 +609,22 @@ def redact_rep_days(client: Any, closed: Mapping[str, tuple[str, Sequence[dt.dat
     for reps, stmts in batches:
         if not reps:
             continue
-        with lock_cm:
-            if stmts:
-                names = "(" + ", ".join(sql_str(r) for r in reps) + ")"
+        if stmts:
+            names = "(" + ", ".join(sql_str(r) for r in reps) + ")"
+            with lock_cm:
                 last = client.query("SELECT rep_id, max(last_ts) FROM rep_last_position_agg "
                                     f"WHERE rep_id IN {names} GROUP BY rep_id").result_rows
-                stale = []
-                for rep, ts in last:
-                    t = _utc(ts)
-                    ev_windows = [w for _, ws in per_day.get(rep, {}).values() for w in ws]
-                    if t is not None and in_windows(t, ev_windows):
-                        stale.append(rep)
-                if stale:
-                    stmts = stmts + last_position_statements(stale)
-                for sql in stmts:
-                    client.command(sql, settings=MUTATION_SETTINGS)
-                statements += len(stmts)
+            stale = []
+            for rep, ts in last:
+                t = _utc(ts)
+                ev_windows = [w for _, ws in per_day.get(rep, {}).values() for w in ws]
+                if t is not None and in_windows(t, ev_windows):
+                    stale.append(rep)
+            if stale:
+                stmts = stmts + last_position_statements(stale)
+            apply_statements(client, stmts, lock)
+            statements += len(stmts)
+        with lock_cm:
             now = dt.datetime.now(dt.UTC)
             rows = []
             for rep in reps:
