@@ -361,7 +361,9 @@ class SessionStage:
         loop = asyncio.get_running_loop()
         priv = self.p.settings.privacy
         try:
-            await loop.run_in_executor(self.p.ch_executor, functools.partial(
+            # Not the ClickHouse executor: the intake's inserts queue there, and redaction
+            # waits for its mutations (outside the writer lock) for seconds.
+            await loop.run_in_executor(self.p.query_executor, functools.partial(
                 redact_rep_days, self.p.clickhouse, closed, priv, lock=self.writer.lock,
                 watermarks=watermarks))
         except Exception as exc:
@@ -508,7 +510,7 @@ class SessionStage:
 
         loop = asyncio.get_running_loop()
         try:
-            days, _ = await loop.run_in_executor(self.p.ch_executor, functools.partial(
+            days, _ = await loop.run_in_executor(self.p.query_executor, functools.partial(
                 sweep_closed_days, self.p.clickhouse, self.p.settings.privacy,
                 self.params.lateness_s, clock=self.idle_clock, skip=skip,
                 lock=self.writer.lock))
