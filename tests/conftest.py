@@ -122,12 +122,35 @@ class Stack:
         wait_for(loaded, 60, "the worker uses the sample territory set")
         return version[0]
 
+    def enriched_lag(self) -> int:
+        """Messages of telemetry.enriched the sessions stage's group has not committed."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        from streams.settings import Settings
+
+        settings = Settings()
+        topic, group = settings.topic("telemetry.enriched"), settings.kafka.group_id
+        # Never subscribes: it only reads the group's committed offsets and the end offsets.
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=group,
+                                 enable_auto_commit=False)
+        try:
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            ends = consumer.end_offsets(tps)
+            return sum(max(0, end - (consumer.committed(tp) or 0)) for tp, end in ends.items())
+        finally:
+            consumer.close()
+
     def wait_derived(self, timeout_s: float = 90) -> None:
+        """Until the sessions stage has read, derived and committed every enriched message.
+        Idle alone is not enough: between two batches the stage holds nothing underived
+        while the last messages are still on the topic (a test once read a stale rep-day
+        that way)."""
         def idle() -> bool:
             st = self.health()["components"]["sessions"]
             return st["dirty_reps"] == 0 and st["pending_messages"] == 0
 
-        wait_for(idle, timeout_s, "the sessions stage derived everything")
+        wait_for(lambda: self.enriched_lag() == 0 and idle(), timeout_s,
+                 "the sessions stage read and derived everything", 0.5)
 
     def stop(self, sig: int = signal.SIGINT, timeout_s: float = 30) -> int:
         if self.proc is None or self.proc.poll() is not None:
