@@ -31,7 +31,7 @@ from processors.intake import Reject, RowBatch, TimeLimits, parse_message_rows
 from schemas.derived import DeadLetter, DeadLetterReason, Enrichment
 from sinks.rows import DEADLETTER_COLUMN_NAMES, EVENT_COLUMN_NAMES, deadletter_rows
 from sinks.writer import ClickHouseWriter
-from streams.batch_consumer import BatchConsumer, confirm_log_resets
+from streams.batch_consumer import LOG_RESET_CHECK_S, BatchConsumer, confirm_log_resets
 from streams.enrich import Enricher, NullEnricher, encode_enriched_rows
 from streams.geosets import GeoEnricher
 from streams.metrics import Metrics
@@ -50,8 +50,6 @@ from streams.web import make_consumer
 
 log = logging.getLogger(__name__)
 
-#: How often the worker checks that no assigned partition's log went backwards, seconds.
-LOG_RESET_CHECK_S = 2.0
 #: Cyclic garbage collector thresholds of a worker process (Python's are 700, 10, 10).
 WORKER_GC_THRESHOLDS = (50_000, 20, 10)
 

@@ -105,6 +105,25 @@ async def follow_log_resets(consumer: AIOKafkaConsumer, tps: Sequence[TopicParti
     return list(confirmed), now
 
 
+class LogResetWatch:
+    """For a tail that reads whole logs with manually assigned partitions (the devices and
+    geo-set topics): every :data:`LOG_RESET_CHECK_S`, :func:`follow_log_resets` on its
+    partitions, so records published after an in-memory broker restart, below the old
+    position, are still read. ``resets`` counts the partitions read again."""
+
+    def __init__(self) -> None:
+        self.resets = 0
+        self._suspects: dict[TopicPartition, int] = {}
+        self._next = time.monotonic() + LOG_RESET_CHECK_S
+
+    async def check(self, consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]) -> None:
+        if time.monotonic() < self._next:
+            return
+        resets, self._suspects = await follow_log_resets(consumer, tps, self._suspects)
+        self.resets += len(resets)
+        self._next = time.monotonic() + LOG_RESET_CHECK_S
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, owner: BatchConsumer) -> None:
         self.owner = owner

@@ -30,7 +30,7 @@ from geo import GeoIndex, LoadReport, load_accounts, load_territories
 from processors.intake import AnyEvent
 from schemas.derived import Enrichment
 from schemas.events import CheckIn, Ping
-from streams.batch_consumer import LOG_RESET_CHECK_S, follow_log_resets
+from streams.batch_consumer import LogResetWatch
 from streams.settings import ACCOUNTS, TERRITORIES
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ class GeoSetTail:
         self.loaded_version = 0
         self.loaded_sets: dict[str, int] = {}  # set versions in the index in use
         self.last_error: str | None = None
-        self.log_resets = 0
+        self.log_reset = LogResetWatch()
         # Set once the sets published before this worker started are loaded (or there are
         # none): the agents wait for it, so a restarted worker never enriches or derives
         # with no index (no territories, no homes, UTC days) while the sets are loading.
@@ -257,16 +257,11 @@ class GeoSetTail:
                 consumer.assign(tps)
                 await consumer.seek_to_beginning(*tps)
                 end = await consumer.end_offsets(tps)
-                suspects: dict[TopicPartition, int] = {}
-                next_check = time.monotonic() + LOG_RESET_CHECK_S
                 while True:
                     batch = await consumer.getmany(timeout_ms=500)
-                    if time.monotonic() >= next_check:
-                        # A set published after an in-memory broker restart sits below the
-                        # old position; without this it would never be loaded here.
-                        resets, suspects = await follow_log_resets(consumer, tps, suspects)
-                        self.log_resets += len(resets)
-                        next_check = time.monotonic() + LOG_RESET_CHECK_S
+                    # A set published after an in-memory broker restart sits below the old
+                    # position; without this it would never be loaded here.
+                    await self.log_reset.check(consumer, tps)
                     changed = False
                     for records in batch.values():
                         for r in records:

@@ -124,24 +124,18 @@ WHERE e.rep_id IN {reps}
 
 STORED_REPS_SQL = "SELECT DISTINCT rep_id FROM events_all"
 
-# The ids each open day of rebuilt reps has in the current segments (tombstones dropped by
-# FINAL; a week of local_date is a partition, so FINAL need not merge across them).
-KNOWN_SEGMENTS_SQL = """
-SELECT rep_id, local_date, groupArray(segment_id) AS ids
-FROM segments_current FINAL
-WHERE rep_id IN {reps} AND local_date IN {days}
+# The ids each open day of rebuilt reps has in segments_current or transitions_current
+# (tombstones dropped by FINAL; a week of local_date is a partition, so FINAL need not merge
+# across them).
+KNOWN_IDS_SQL = """
+SELECT rep_id, local_date, groupArray({id}) AS ids
+FROM {table} FINAL
+WHERE rep_id IN {{reps}} AND local_date IN {{days}}
 GROUP BY rep_id, local_date
 SETTINGS do_not_merge_across_partitions_select_final = 1
 """
-
-# The same for transitions (processors/transition_ledger.py).
-KNOWN_TRANSITIONS_SQL = """
-SELECT rep_id, local_date, groupArray(transition_id) AS ids
-FROM transitions_current FINAL
-WHERE rep_id IN {reps} AND local_date IN {days}
-GROUP BY rep_id, local_date
-SETTINGS do_not_merge_across_partitions_select_final = 1
-"""
+KNOWN_SEGMENTS_SQL = KNOWN_IDS_SQL.format(id="segment_id", table="segments_current")
+KNOWN_TRANSITIONS_SQL = KNOWN_IDS_SQL.format(id="transition_id", table="transitions_current")
 
 
 #: How often the timer looks for idle reps whose days can close, seconds.
@@ -658,9 +652,9 @@ class SessionStage:
                 events = _EVENTS.validate_python(evs)
                 self.states[rep].add(events, places=GeoPlaces(index, rep), derive=False)
                 self.rebuilt_reps += 1
-            await self._seed_segment_ids([r for r in chunk if r in by_rep])
+            await self._seed_known_ids([r for r in chunk if r in by_rep])
 
-    async def _seed_segment_ids(self, reps: list[str]) -> None:
+    async def _seed_known_ids(self, reps: list[str]) -> None:
         """Rebuilt states learn the segment and transition ids stored for their open days,
         so their first derivation tombstones the ids that vanished (the lost state knew
         them)."""

@@ -10,7 +10,6 @@ import asyncio
 import hmac
 import logging
 import ssl
-import time
 from typing import Any
 
 import faust
@@ -19,7 +18,7 @@ from aiokafka.structs import TopicPartition
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.batch_consumer import LOG_RESET_CHECK_S, follow_log_resets
+from streams.batch_consumer import LogResetWatch
 from streams.devices import DeviceRegistry, decode
 from streams.ingest import IngestHandler, TokenBucket
 from streams.query import QueryError, run_readonly
@@ -60,7 +59,7 @@ class RegistryTail:
         self.pipeline = pipeline
         self.registry = DeviceRegistry()
         self.caught_up = False
-        self.log_resets = 0
+        self.log_reset = LogResetWatch()
 
     async def run(self) -> None:
         topic = self.pipeline.devices_topic_name
@@ -77,16 +76,11 @@ class RegistryTail:
                 consumer.assign(tps)
                 await consumer.seek_to_beginning(*tps)
                 end = await consumer.end_offsets(tps)
-                suspects: dict[TopicPartition, int] = {}
-                next_check = time.monotonic() + LOG_RESET_CHECK_S
                 while True:
                     batch = await consumer.getmany(timeout_ms=500)
-                    if time.monotonic() >= next_check:
-                        # Tokens issued after an in-memory broker restart sit below the old
-                        # position; without this they would stay unknown to this process.
-                        resets, suspects = await follow_log_resets(consumer, tps, suspects)
-                        self.log_resets += len(resets)
-                        next_check = time.monotonic() + LOG_RESET_CHECK_S
+                    # Tokens issued after an in-memory broker restart sit below the old
+                    # position; without this they would stay unknown to this process.
+                    await self.log_reset.check(consumer, tps)
                     for records in batch.values():
                         for r in records:
                             if r.value is None:
