@@ -130,10 +130,12 @@ def enriched_end(bootstrap: str, topic: str) -> int:
     """Sum of the end offsets of ``topic`` (messages written to it so far)."""
     from kafka import KafkaConsumer, TopicPartition
 
+    from streams.broker import log_end_offsets
+
     c = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
         parts = c.partitions_for_topic(topic) or set()
-        ends = c.end_offsets([TopicPartition(topic, p) for p in parts])
+        ends = log_end_offsets(c, [TopicPartition(topic, p) for p in parts])
         return int(sum(ends.values()))
     finally:
         c.close()

@@ -31,7 +31,17 @@ from processors.intake import Reject, RowBatch, TimeLimits, parse_message_rows
 from schemas.derived import DeadLetter, DeadLetterReason, Enrichment
 from sinks.rows import DEADLETTER_COLUMN_NAMES, EVENT_COLUMN_NAMES, deadletter_rows
 from sinks.writer import ClickHouseWriter
-from streams.batch_consumer import LOG_RESET_CHECK_S, BatchConsumer, confirm_log_resets
+from streams.batch_consumer import (
+    LOG_RESET_CHECK_S,
+    BatchConsumer,
+    ReadMarks,
+    Suspect,
+    confirm_log_resets,
+    fetched_ends,
+    record_probe,
+    suspect_assigned,
+    verify_suspects,
+)
 from streams.enrich import Enricher, NullEnricher, encode_enriched_rows
 from streams.geosets import GeoEnricher
 from streams.metrics import Metrics
@@ -198,7 +208,9 @@ class Pipeline:
         self.sessions: SessionStage | None = None
         self.fatal: str | None = None
         self.log_resets = 0  # partitions read again after their log went backwards
-        self._log_suspects: dict[Any, int] = {}  # partition -> position, seen behind its log
+        self._log_suspects: dict[Any, Suspect] = {}  # partitions seen behind their log
+        self.read_marks = ReadMarks()  # the last enriched record the sessions stage read
+        self._probe = record_probe(lambda: make_consumer(settings))
         if run_agents:
             if self.writer is None:
                 raise ValueError("a worker needs a ClickHouse client")
@@ -209,7 +221,7 @@ class Pipeline:
                     lambda: make_consumer(settings, group_id=intake_group(settings)),
                     t(RAW), self._intake_batch, max_records=w.batch_max_messages,
                     within_s=w.batch_within_s, autocommit=False,
-                    log_reset_check_s=LOG_RESET_CHECK_S)
+                    log_reset_check_s=LOG_RESET_CHECK_S, probe=self._probe)
                 self.app.task(self._run_intake)
             else:
                 self.app.agent(self.raw_topic, name="geotel.intake")(self._intake_agent)
@@ -253,13 +265,16 @@ class Pipeline:
                 continue
             if pos is not None:
                 positions[tp] = pos
-        try:
-            ends = await asyncio.wait_for(consumer.highwaters(*positions), LOG_RESET_CHECK_S)
-        except Exception as exc:  # the broker may be away; try again at the next tick
-            log.debug("log reset check: cannot read end offsets: %r", exc)
-            return
-        confirmed, self._log_suspects = confirm_log_resets(positions, ends, self._log_suspects)
-        behind = [(tp, end, pos) for tp, (end, pos) in confirmed.items()]
+        # The ends the last fetches reported (streams/batch_consumer.py fetched_ends: the
+        # embedded broker's ListOffsets, which ``highwaters`` asks, is short of the end).
+        ends: dict[Any, int | None] = {**fetched_ends(consumer, list(positions))}
+        check = confirm_log_resets(positions, ends, self._log_suspects, self.read_marks)
+        grown, later = await verify_suspects(check.recheck, self._probe)
+        self._log_suspects = {**check.suspects, **later}
+        behind: list[tuple[Any, int | None, int]] = [
+            (tp, end, pos) for tp, (end, pos) in check.confirmed.items()]
+        behind += [(tp, None, check.recheck[tp].position) for tp in grown
+                   if tp not in check.confirmed]
         if not behind:
             return
         try:
@@ -267,15 +282,18 @@ class Pipeline:
         except Exception:
             starts = {}
         for tp, end, pos in behind:
+            self._log_suspects.pop(tp, None)
             start = int(starts.get(tp) or 0)
             for book in ("_acked", "_acked_index", "_gap", "_committed_offset",
                          "_read_offset"):
                 getattr(consumer, book, {}).pop(tp, None)
             await consumer.seek(tp, start)
             self.log_resets += 1
-            log.warning("%s/%d: the log ends at %d, below this consumer's position %d (the "
-                        "broker lost its data, e.g. an in-memory broker restarted): reading "
-                        "it again from offset %d", tp.topic, tp.partition, end, pos, start)
+            log.warning("%s/%d: the log %s, below this consumer's position %d (the broker "
+                        "lost its data, e.g. an in-memory broker restarted): reading it "
+                        "again from offset %d", tp.topic, tp.partition,
+                        f"ends at {end}" if end is not None else
+                        "went back and grew again with other records", pos, start)
         if self.sessions is not None:
             self.sessions.drop_partitions({tp.partition for tp, _, _ in behind
                                            if tp.topic == self.enriched_topic_name})
@@ -295,11 +313,7 @@ class Pipeline:
         tps = list(consumer.assignment())
         if not tps:
             return
-        try:
-            ends = await consumer.highwaters(*tps)
-        except Exception as exc:  # the broker may be away; lag is best effort
-            log.debug("cannot read end offsets: %r", exc)
-            return
+        ends = fetched_ends(consumer, tps)
         committed = getattr(consumer, "_committed_offset", {})
         read = getattr(consumer, "_read_offset", {})
         for tp in tps:
@@ -328,6 +342,25 @@ class Pipeline:
         async def _revoked(sender: Any, revoked: Any, **kw: Any) -> None:
             stage.drop_partitions({tp.partition for tp in revoked
                                    if tp.topic == self.enriched_topic_name})
+
+        @self.app.on_partitions_assigned.connect  # type: ignore[arg-type]
+        async def _assigned(sender: Any, assigned: Any, **kw: Any) -> None:
+            # Still paused: their positions are the group's commits, checked against the
+            # records read (a commit from a log the broker lost would skip the new log's).
+            consumer = self.app.consumer
+            positions: dict[Any, int] = {}
+            for tp in assigned:
+                if tp.topic != self.enriched_topic_name:
+                    continue
+                try:
+                    pos = await asyncio.wait_for(consumer.position(tp), LOG_RESET_CHECK_S)
+                except Exception as exc:
+                    log.debug("no position for the assigned %s: %r", tp, exc)
+                    continue
+                if pos is not None:
+                    positions[tp] = pos
+            self._log_suspects = suspect_assigned(positions, self._log_suspects,
+                                                  self.read_marks)
 
     async def geo_ready(self) -> None:
         """Wait until the territory/account sets published so far are loaded."""

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
@@ -207,3 +208,34 @@ def embedded_broker(settings: Settings) -> Iterator[EmbeddedBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+def log_end_offsets(consumer: Any, tps: Iterable[Any], timeout_s: float = 10.0
+                    ) -> dict[Any, int]:
+    """The end offset of each partition, with a kafka-python ``KafkaConsumer`` that is not
+    subscribed (it is assigned ``tps`` and fetches; nothing is committed).
+
+    ``end_offsets`` alone is not enough with the embedded broker: Tansu 0.6 answers
+    ListOffsets with the base offset of the last record batch plus one, short of the end
+    whenever that batch holds several records. A fetch of that batch reports the true high
+    watermark (see ``streams.batch_consumer.fetched_ends`` for the consumers that fetch
+    anyway)."""
+    listed = dict(consumer.end_offsets(list(tps)))
+    need = [tp for tp, end in listed.items() if end > 0]
+    if not need:
+        return listed
+    consumer.assign(need)
+    for tp in need:
+        consumer.seek(tp, listed[tp] - 1)
+    pending = set(need)
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no fetch answer for {sorted(map(str, pending))}")
+        consumer.poll(timeout_ms=200, max_records=1)
+        for tp in list(pending):
+            hw = consumer.highwater(tp)
+            if hw is not None:
+                listed[tp] = max(listed[tp], hw)
+                pending.discard(tp)
+    return listed

@@ -30,7 +30,7 @@ from geo import GeoIndex, LoadReport, load_accounts, load_territories
 from processors.intake import AnyEvent
 from schemas.derived import Enrichment
 from schemas.events import CheckIn, Ping
-from streams.batch_consumer import LogResetWatch
+from streams.batch_consumer import LogResetWatch, caught_up, record_probe
 from streams.settings import ACCOUNTS, TERRITORIES
 
 log = logging.getLogger(__name__)
@@ -241,6 +241,7 @@ class GeoSetTail:
         settings = self.pipeline.settings
         topics = [settings.topic(t) for t in SETS.values()]
         loop = asyncio.get_running_loop()
+        self.log_reset.probe = record_probe(lambda: make_consumer(settings))
         while True:
             consumer = make_consumer(settings)
             try:
@@ -256,12 +257,11 @@ class GeoSetTail:
                     continue
                 consumer.assign(tps)
                 await consumer.seek_to_beginning(*tps)
-                end = await consumer.end_offsets(tps)
                 while True:
                     batch = await consumer.getmany(timeout_ms=500)
                     # A set published after an in-memory broker restart sits below the old
                     # position; without this it would never be loaded here.
-                    await self.log_reset.check(consumer, tps)
+                    await self.log_reset.check(consumer, tps, batch)
                     changed = False
                     for records in batch.values():
                         for r in records:
@@ -292,10 +292,8 @@ class GeoSetTail:
                             self.pipeline.metrics.index_version.set(index.version)
                             log.info("geo index version %s in use", index.version)
                             await self._store_accounts(index)
-                    if not self.ready.is_set():
-                        pos = [await consumer.position(tp) for tp in tps]
-                        if all(p >= end[tp] for p, tp in zip(pos, tps, strict=True)):
-                            self.ready.set()
+                    if not self.ready.is_set() and await caught_up(consumer, tps):
+                        self.ready.set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -211,6 +211,11 @@ class SessionStage:
                 try:
                     await self.add_batch(events)
                     self.consumed_messages += len(events)  # pending until derived
+                    marks = self.p.read_marks  # for the log reset check (streams/app.py)
+                    for event in events:
+                        m = event.message
+                        marks.note((m.topic, m.partition), m.offset, (m.timestamp or 0) * 1000,
+                                   m.value)
                     await self.derive_due(force=False)
                 except Exception as exc:
                     self.p.fatal = f"sessions: {type(exc).__name__}: {exc}"[:500]

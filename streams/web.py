@@ -18,7 +18,7 @@ from aiokafka.structs import TopicPartition
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.batch_consumer import LogResetWatch
+from streams.batch_consumer import LogResetWatch, caught_up, record_probe
 from streams.devices import DeviceRegistry, decode
 from streams.ingest import IngestHandler, TokenBucket
 from streams.query import QueryError, run_readonly
@@ -59,7 +59,7 @@ class RegistryTail:
         self.pipeline = pipeline
         self.registry = DeviceRegistry()
         self.caught_up = False
-        self.log_reset = LogResetWatch()
+        self.log_reset = LogResetWatch(record_probe(lambda: make_consumer(pipeline.settings)))
 
     async def run(self) -> None:
         topic = self.pipeline.devices_topic_name
@@ -75,12 +75,11 @@ class RegistryTail:
                 tps = [TopicPartition(topic, p) for p in parts]
                 consumer.assign(tps)
                 await consumer.seek_to_beginning(*tps)
-                end = await consumer.end_offsets(tps)
                 while True:
                     batch = await consumer.getmany(timeout_ms=500)
                     # Tokens issued after an in-memory broker restart sit below the old
                     # position; without this they would stay unknown to this process.
-                    await self.log_reset.check(consumer, tps)
+                    await self.log_reset.check(consumer, tps, batch)
                     for records in batch.values():
                         for r in records:
                             if r.value is None:
@@ -90,11 +89,9 @@ class RegistryTail:
                             except Exception as exc:
                                 log.error("ignoring a malformed device record at %s/%s: %s",
                                           r.partition, r.offset, exc)
-                    if not self.caught_up:
-                        pos = {tp: await consumer.position(tp) for tp in tps}
-                        if all(pos[tp] >= end[tp] for tp in tps):
-                            self.caught_up = True
-                            log.info("device registry loaded: %d tokens", len(self.registry))
+                    if not self.caught_up and await caught_up(consumer, tps):
+                        self.caught_up = True
+                        log.info("device registry loaded: %d tokens", len(self.registry))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -126,6 +126,7 @@ class Stack:
         """Messages of telemetry.enriched the sessions stage's group has not committed."""
         from kafka import KafkaConsumer, TopicPartition
 
+        from streams.broker import log_end_offsets
         from streams.settings import Settings
 
         settings = Settings()
@@ -135,7 +136,7 @@ class Stack:
                                  enable_auto_commit=False)
         try:
             tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-            ends = consumer.end_offsets(tps)
+            ends = log_end_offsets(consumer, tps)  # (end_offsets is short on Tansu)
             return sum(max(0, end - (consumer.committed(tp) or 0)) for tp, end in ends.items())
         finally:
             consumer.close()

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
+from streams.broker import log_end_offsets
 from tests.conftest import Stack, wait_for
 from tests.reliability.conftest import NO_RATE_LIMIT, pings
 
@@ -44,7 +45,7 @@ def committed_and_end(bootstrap: str) -> tuple[dict[int, int], dict[int, int]]:
     committed = {tp.partition: max(om.offset, 0) for tp, om in got.items() if tp.topic == RAW}
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
-        end = {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+        end = {tp.partition: off for tp, off in log_end_offsets(consumer, tps).items()}
     finally:
         consumer.close()
     return {p: committed.get(p, 0) for p in range(PARTITIONS)}, end
