@@ -349,8 +349,8 @@ class Pipeline:
             # records read (a commit from a log the broker lost would skip the new log's).
             consumer = self.app.consumer
             positions: dict[Any, int] = {}
-            for tp in assigned:
-                if tp.topic != self.enriched_topic_name:
+            for tp in assigned:  # (one this worker never read has nothing to compare)
+                if tp.topic != self.enriched_topic_name or tp not in self.read_marks.last:
                     continue
                 try:
                     pos = await asyncio.wait_for(consumer.position(tp), LOG_RESET_CHECK_S)

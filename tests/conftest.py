@@ -124,22 +124,7 @@ class Stack:
 
     def enriched_lag(self) -> int:
         """Messages of telemetry.enriched the sessions stage's group has not committed."""
-        from kafka import KafkaConsumer, TopicPartition
-
-        from streams.broker import log_end_offsets
-        from streams.settings import Settings
-
-        settings = Settings()
-        topic, group = settings.topic("telemetry.enriched"), settings.kafka.group_id
-        # Never subscribes: it only reads the group's committed offsets and the end offsets.
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=group,
-                                 enable_auto_commit=False)
-        try:
-            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-            ends = log_end_offsets(consumer, tps)  # (end_offsets is short on Tansu)
-            return sum(max(0, end - (consumer.committed(tp) or 0)) for tp, end in ends.items())
-        finally:
-            consumer.close()
+        return enriched_lag(self.bootstrap)
 
     def wait_derived(self, timeout_s: float = 90) -> None:
         """Until the sessions stage has read, derived and committed every enriched message.
@@ -198,6 +183,29 @@ class Stack:
     def scalar(self, query: str) -> Any:
         rows = self.sql(query)
         return next(iter(rows[0].values()))
+
+
+def enriched_lag(bootstrap: str, partitions: int | None = None) -> int:
+    """Messages of telemetry.enriched the sessions stage's group (``geotel``) has not
+    committed, against the true log ends (``streams.broker.log_end_offsets``)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from streams.broker import log_end_offsets
+    from streams.settings import Settings
+
+    settings = Settings()
+    topic, group = settings.topic("telemetry.enriched"), settings.kafka.group_id
+    # Never subscribes: it only reads the group's committed offsets and the end offsets.
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        parts = (range(partitions) if partitions is not None
+                 else consumer.partitions_for_topic(topic) or ())
+        tps = [TopicPartition(topic, p) for p in parts]
+        ends = log_end_offsets(consumer, tps)
+        return sum(max(0, end - (consumer.committed(tp) or 0)) for tp, end in ends.items())
+    finally:
+        consumer.close()
 
 
 def wait_for(cond: Any, timeout_s: float, what: str, interval_s: float = 0.2) -> None:

@@ -23,7 +23,7 @@ from simulator.client import post_uploads
 from simulator.noise import NoiseProfile
 from simulator.run import simulate
 from sinks.clickhouse import connect
-from tests.conftest import GEOTEL, ROOT, free_port, wait_for
+from tests.conftest import GEOTEL, ROOT, enriched_lag, free_port, wait_for
 from tests.streams.test_sessions_integration import FIGURES, _close, _recompute
 
 pytestmark = pytest.mark.integration
@@ -258,7 +258,10 @@ def test_three_workers_one_killed_partitions_move_events_once_sessions_rebuilt(
             sts = [w.health()["components"]["sessions"] for w in survivors]
             return all(s["dirty_reps"] == 0 and s["pending_messages"] == 0 for s in sts)
 
-        _wait(derived, 90, "the survivors derived everything", live)
+        # (idle alone passes between two batches, or before a moved partition's first
+        # fetch, while enriched messages are still on the topic)
+        _wait(lambda: enriched_lag(f"127.0.0.1:{kafka_port}", PARTITIONS) == 0
+              and derived(), 90, "the survivors derived everything", live)
         time.sleep(1)
         sessions = [w.health()["components"]["sessions"] for w in survivors]
         rebuilt = sum(s["rebuilt_reps"] for s in sessions)
