@@ -154,6 +154,21 @@ class _IntakeGroup:
         return len(self.rows)
 
 
+async def _positions(consumer: Any, tps: Sequence[Any]) -> dict[Any, int]:
+    """The Faust consumer's position in each of ``tps`` (those it cannot tell are left
+    out, and checked at the next log reset check)."""
+    positions: dict[Any, int] = {}
+    for tp in tps:
+        try:
+            pos = await asyncio.wait_for(consumer.position(tp), LOG_RESET_CHECK_S)
+        except Exception as exc:
+            log.debug("log reset check: no position for %s: %r", tp, exc)
+            continue
+        if pos is not None:
+            positions[tp] = pos
+    return positions
+
+
 class Pipeline:
     """Owns the Faust app, the ClickHouse writer and the enrichment index of one worker."""
 
@@ -256,15 +271,7 @@ class Pipeline:
         # Positions first, then the end offsets: read the other way round, messages
         # consumed in between would put the position past an end offset that was already
         # out of date.
-        positions: dict[Any, int] = {}
-        for tp in tps:
-            try:
-                pos = await asyncio.wait_for(consumer.position(tp), LOG_RESET_CHECK_S)
-            except Exception as exc:
-                log.debug("log reset check: no position for %s: %r", tp, exc)
-                continue
-            if pos is not None:
-                positions[tp] = pos
+        positions = await _positions(consumer, tps)
         # The ends the last fetches reported (streams/batch_consumer.py fetched_ends: the
         # embedded broker's ListOffsets, which ``highwaters`` asks, is short of the end).
         ends: dict[Any, int | None] = {**fetched_ends(consumer, list(positions))}
@@ -347,18 +354,10 @@ class Pipeline:
         async def _assigned(sender: Any, assigned: Any, **kw: Any) -> None:
             # Still paused: their positions are the group's commits, checked against the
             # records read (a commit from a log the broker lost would skip the new log's).
-            consumer = self.app.consumer
-            positions: dict[Any, int] = {}
-            for tp in assigned:  # (one this worker never read has nothing to compare)
-                if tp.topic != self.enriched_topic_name or tp not in self.read_marks.last:
-                    continue
-                try:
-                    pos = await asyncio.wait_for(consumer.position(tp), LOG_RESET_CHECK_S)
-                except Exception as exc:
-                    log.debug("no position for the assigned %s: %r", tp, exc)
-                    continue
-                if pos is not None:
-                    positions[tp] = pos
+            # (one this worker never read has nothing to compare)
+            positions = await _positions(self.app.consumer, [
+                tp for tp in assigned
+                if tp.topic == self.enriched_topic_name and tp in self.read_marks.last])
             self._log_suspects = suspect_assigned(positions, self._log_suspects,
                                                   self.read_marks)
 

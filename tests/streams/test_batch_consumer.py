@@ -174,6 +174,15 @@ def test_a_log_that_grew_again_is_told_by_the_record_below_the_old_position() ->
     asyncio.run(main())
 
 
+def _one_partition_broker(tmp_path: Path) -> tuple[EmbeddedBroker, Settings]:
+    """A started broker the test restarts itself (and must stop)."""
+    port = free_port()
+    broker = EmbeddedBroker(port, log_path=tmp_path / "tansu.log")
+    broker.start()
+    return broker, Settings(data_dir=tmp_path / "var",  # type: ignore[call-arg]
+                            kafka={"embedded_port": port, "topic_partitions": 1})
+
+
 def test_a_commit_from_the_lost_log_does_not_skip_the_new_one(tmp_path: Path) -> None:
     """The in-memory broker restarts empty; before the intake's group rejoins, the new log
     grows past the old position (10 records, was 8) and the group's committed offset on the
@@ -186,11 +195,7 @@ def test_a_commit_from_the_lost_log_does_not_skip_the_new_one(tmp_path: Path) ->
 
     from streams.batch_consumer import record_probe
 
-    port = free_port()
-    broker = EmbeddedBroker(port, log_path=tmp_path / "tansu.log")
-    broker.start()
-    settings = Settings(data_dir=tmp_path / "var",  # type: ignore[call-arg]
-                        kafka={"embedded_port": port, "topic_partitions": 1})
+    broker, settings = _one_partition_broker(tmp_path)
     topic = [NewTopic(TOPIC, 1, 1)]
 
     def produce(values: list[str]) -> None:  # blocking: the consumer's loop waits meanwhile
@@ -253,11 +258,7 @@ def test_a_tail_whose_log_grows_past_its_old_position_reads_it_again(tmp_path: P
 
     from streams.batch_consumer import LogResetWatch, record_probe
 
-    port = free_port()
-    broker = EmbeddedBroker(port, log_path=tmp_path / "tansu.log")
-    broker.start()
-    settings = Settings(data_dir=tmp_path / "var",  # type: ignore[call-arg]
-                        kafka={"embedded_port": port, "topic_partitions": 1})
+    broker, settings = _one_partition_broker(tmp_path)
     topic = [NewTopic(TOPIC, 1, 1)]
     tp = TopicPartition(TOPIC, 0)
 
