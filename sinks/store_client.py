@@ -192,6 +192,22 @@ class StoreClient:
             {"sql": cmd, "settings": settings or {}}, default=str)))
         return out.get("result")
 
+    def analyst(self, query: str, fmt: str) -> tuple[bytes, str]:
+        """An analyst query (streams/query.py), checked and run by the store that owns
+        chDB; refusals come back as :class:`sinks.readonly.QueryError`."""
+        from sinks.readonly import QueryError
+
+        try:
+            body = self._call("/analyst", orjson.dumps({"sql": query, "format": fmt}))
+        except StoreClientError as exc:
+            code, sep, detail = str(exc).partition("\t")  # the store's "code<TAB>detail"
+            if not sep or exc.status == 0:
+                raise QueryError("store_unavailable", str(exc)[:2000], 503) from exc
+            raise QueryError(code, detail, exc.status) from exc
+        from streams.query import FORMATS
+
+        return body, FORMATS.get(fmt, ("", "application/octet-stream"))[1]
+
     def close(self) -> None:
         self._opener.close()
 

@@ -45,6 +45,7 @@ from streams.batch_consumer import (
 from streams.enrich import Enricher, NullEnricher, encode_enriched_rows
 from streams.geosets import GeoEnricher
 from streams.metrics import Metrics
+from streams.query import AnalystSql
 from streams.sessions import SessionStage
 from streams.settings import (
     DEADLETTER,
@@ -57,6 +58,7 @@ from streams.settings import (
     Settings,
 )
 from streams.web import make_consumer
+from streams.webserver import ConnectionGuard, harden
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +181,7 @@ class Pipeline:
         *,
         enricher: Enricher | None = None,
         reader: Client | None = None,
+        analyst: AnalystSql | None = None,
         run_agents: bool = True,
         web_enabled: bool = True,
     ) -> None:
@@ -188,6 +191,12 @@ class Pipeline:
         self.app = make_faust_app(
             settings, web_enabled=web_enabled,
             app_id=settings.kafka.group_id if run_agents else f"{settings.kafka.group_id}-ingest")
+        self.connections: ConnectionGuard | None = None
+        if web_enabled:
+            web = settings.web
+            self.connections = harden(self.app, max_connections=web.max_connections,
+                                      header_timeout_s=web.header_timeout_s,
+                                      idle_timeout_s=web.idle_timeout_s)
         self.metrics = Metrics()
         # Without an explicit enricher, the worker follows the published territory and account
         # sets (streams/geosets.py); until one is published events pass unenriched.
@@ -202,6 +211,11 @@ class Pipeline:
         # once a query set it, which would turn the writer read-only.
         self.reader = reader
         self.query_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="query")
+        # The SQL endpoint's own sessions and threads: a long analyst query holds neither
+        # the writer nor the threads the map and the sessions stage read with.
+        self.analyst = analyst
+        self.analyst_executor = ThreadPoolExecutor(
+            max_workers=settings.query.max_concurrent, thread_name_prefix="analyst")
         self.writer = (
             ClickHouseWriter(clickhouse, retry_initial_s=settings.worker.sink_retry_initial_s,
                              retry_max_s=settings.worker.sink_retry_max_s,

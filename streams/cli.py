@@ -30,8 +30,16 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "json"
 
 
 def _settings() -> Settings:
+    from pydantic import ValidationError
+
     try:
         return Settings()
+    except ValidationError as exc:
+        reasons = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ")
+                            + (f" ({'.'.join(map(str, e['loc']))})" if e.get("loc") else "")
+                            for e in exc.errors())
+        typer.secho(f"invalid settings: {reasons}", fg="red", err=True)
+        raise typer.Exit(2) from exc
     except Exception as exc:
         typer.secho(f"invalid settings: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
@@ -353,7 +361,7 @@ def sql(
                       ] = None,
 ) -> None:
     """Query ClickHouse: through the running service, or chDB directly when it is stopped."""
-    from streams.sqlclient import run_sql
+    from streams.sqlclient import run_sql, terminal_safe
 
     s = _settings()
     if fmt == "parquet" and output is None:
@@ -367,7 +375,9 @@ def sql(
     if output is not None:
         output.write_bytes(body)
     else:
-        sys.stdout.write(body.decode("utf-8", "replace"))
+        text = body.decode("utf-8", "replace")
+        # Stored notes are written by phones: never let them drive the terminal.
+        sys.stdout.write(terminal_safe(text) if fmt == "table" or sys.stdout.isatty() else text)
 
 
 # -- config -------------------------------------------------------------------------------
@@ -486,6 +496,10 @@ def reps_erase(
 
 
 def main() -> None:
+    import os
+
+    # Everything geotel writes (chDB files, journals, logs) is for this user only.
+    os.umask(0o077)
     try:
         app()
     except GeotelError as exc:

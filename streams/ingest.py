@@ -110,6 +110,8 @@ class IngestHandler:
                           f"{self.max_body_bytes}")
         try:
             body = await read_body()
+        except TimeoutError:
+            return _error(408, "body_timeout", "the request body did not arrive in time")
         except Exception as exc:  # aiohttp raises HTTPRequestEntityTooLarge past client_max_size
             if "too large" in str(exc).lower() or getattr(exc, "status", None) == 413:
                 return _error(413, "body_too_large", f"at most {self.max_body_bytes} bytes")

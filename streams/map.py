@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hmac
 import math
 import time
 from collections import Counter
-from contextlib import nullcontext
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -29,6 +27,8 @@ from zoneinfo import ZoneInfo
 
 import shapely
 from shapely.geometry import mapping
+
+from streams.auth import bearer_ok
 
 STATUSES = ("visiting", "travelling", "stopped", "off_duty")
 
@@ -172,7 +172,7 @@ def _aware(v: Any) -> dt.datetime | None:
     return None
 
 
-def query_store(reader: Any, lock: Any, at: dt.datetime, p: MapParams
+def query_store(reader: Any, at: dt.datetime, p: MapParams
                 ) -> dict[str, list[dict[str, Any]]]:
     """Run the four map queries (in a worker thread); rows as dicts, per query."""
     a = _sql_time(at)
@@ -182,8 +182,7 @@ def query_store(reader: Any, lock: Any, at: dt.datetime, p: MapParams
                       ("checkins", CHECKINS_SQL.format(at=a, window=int(p.window_s))),
                       ("days", DAYS_SQL.format(at=a)),
                       ("visits", VISIT_SEGMENTS_SQL.format(at=a, window=int(p.stale_s)))):
-        with lock or nullcontext():
-            res = reader.query(sql)
+        res = reader.query(sql)
         out[name] = [dict(zip(res.column_names, row, strict=True)) for row in res.result_rows]
     return out
 
@@ -362,9 +361,8 @@ class MapService:
                 return hit[1]
             when = at or dt.datetime.now(dt.UTC)
             loop = asyncio.get_running_loop()
-            lock = self.p.writer.lock if self.p.writer is not None else None
             rows = await loop.run_in_executor(self.p.query_executor, query_store,
-                                              self.p.reader, lock, when, self.params)
+                                              self.p.reader, when, self.params)
             version, geo, bbox = self._territories()
             reps = build_reps(rows, when, self._index(), self.params)
             if bbox is None:
@@ -403,18 +401,19 @@ def register_map(pipeline: Any) -> MapService | None:
                 return self.json({"error": "not_found"}, status=404)
             return self.bytes(_static(name), content_type=assets[name])
 
-    token = pipeline.settings.query.token
+    q = pipeline.settings.query
+    # The viewer token or the query token (who may run SQL may see the map).
+    tokens = [t for t in (q.viewer_token, q.token) if t is not None]
 
     @app.page("/v1/map.json")
     class MapData(View):
         async def get(self, request: Request) -> Response:
             query: Any = getattr(request, "query", {})
-            if token is not None:  # rep positions are as private as the SQL endpoint
+            if tokens:  # rep positions are as private as the SQL endpoint
                 req: Any = request
-                got = ((req.headers.get("Authorization") or "")[7:].strip()
-                       or query.get("token", ""))
-                if not hmac.compare_digest(got.encode(), token.get_secret_value().encode()):
-                    return self.json({"error": "unauthorized"}, status=401)
+                if not bearer_ok(req.headers.get("Authorization"), tokens):
+                    return self.json({"error": "unauthorized"}, status=401,
+                                     headers={"WWW-Authenticate": "Bearer"})
             try:
                 at = parse_at(query.get("at"))
             except ValueError:

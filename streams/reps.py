@@ -17,7 +17,6 @@ is listed in docs/privacy.md.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import threading
 import urllib.error
 import urllib.request
@@ -31,9 +30,10 @@ from pydantic import TypeAdapter, ValidationError
 from schemas.errors import GeotelError
 from schemas.events import Ident
 from sinks.migrations import _TERRITORY_HOURLY_SELECT
+from streams.auth import bearer_ok
 from streams.devices import DeviceRecord, DeviceRegistry, revoke_records
 from streams.privacy import MUTATION_SETTINGS, privacy_settings, sql_str
-from streams.query import QueryError, run_readonly
+from streams.query import AnalystSql, QueryError
 from streams.settings import Settings
 
 _IDENT: TypeAdapter[str] = TypeAdapter(Ident)
@@ -144,9 +144,8 @@ class ServiceOrStore:
                 return _post(self.s, "/v1/sql", {"sql": query, "format": "jsonl"},
                              self.s.query.token, self.s.query.max_execution_s + 10)
             except _NotRunning:
-                self.client = _open_store(self.s)
-        body, _ = run_readonly(self.client, None, query, "jsonl", self.s.query.max_rows,
-                               self.s.query.max_execution_s)
+                self.client = _open_analyst(self.s)
+        body, _ = self.client.run(query, "jsonl")
         return body
 
     @property
@@ -187,6 +186,17 @@ def _post(s: Settings, path: str, doc: dict[str, Any], token: Any, timeout_s: fl
         raise QueryError(code, f"{path}: {detail}", exc.code) from exc
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         raise _NotRunning(str(exc)) from exc
+
+
+def _open_analyst(s: Settings) -> AnalystSql:
+    """Analyst queries on the store opened here (the service is not running)."""
+    from streams.runtime import analyst_sql
+
+    try:
+        return analyst_sql(s, max_concurrent=1)
+    except Exception as exc:
+        raise RepError(f"the service is not answering on {_base_url(s)} and the store "
+                       f"cannot be opened: {exc}") from exc
 
 
 def _open_store(s: Settings) -> Any:
@@ -275,9 +285,7 @@ async def handle_admin_erase(pipeline: Any, authorization: str | None,
     if token is None:
         return 403, {"error": "admin_disabled",
                      "detail": "no admin token is configured (privacy.admin_token)"}
-    auth = authorization or ""
-    got = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-    if not hmac.compare_digest(got.encode(), token.get_secret_value().encode()):
+    if not bearer_ok(authorization, [token]):
         return 401, {"error": "unauthorized"}
     try:
         rep_id = check_rep_id(orjson.loads(body)["rep_id"])

@@ -9,13 +9,17 @@ import faust
 from clickhouse_connect.driver.client import Client
 from kafka import KafkaProducer
 
+from schemas.errors import GeotelError
 from sinks.clickhouse import connect
 from sinks.migrations import migrate
+from sinks.readonly import session_statements
 from streams.app import Pipeline
 from streams.broker import admin_kwargs, embedded_broker, ensure_topics
 from streams.devices import DeviceRecord, Journal, encode
+from streams.query import AnalystSql, limits_from
 from streams.settings import DEVICES, Profile, Settings
 from streams.web import register_web
+from streams.webserver import raise_fd_limit
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,47 @@ def open_clickhouse(settings: Settings, *, run_migrations: bool = True,
         if applied:
             log.info("ClickHouse migrations applied: %s", applied)
     return client
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """Create ``data_dir`` for this user only (0700; files 0600 through the umask the CLI
+    sets), or raise one clear error naming the setting."""
+    import os
+    import stat
+    import tempfile
+
+    d = settings.data_dir
+    try:
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if d.stat().st_uid == os.getuid() and stat.S_IMODE(d.stat().st_mode) != 0o700:
+            d.chmod(0o700)
+        with tempfile.NamedTemporaryFile(dir=d, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise GeotelError(f"data dir {d} is not usable ({exc.strerror or exc}); set "
+                          "GEOTEL_DATA_DIR to a directory this user can write") from exc
+
+
+def open_analyst_session(settings: Settings) -> Client:
+    """A connection of its own for analyst queries: the endpoint's limits, then
+    ``readonly=1`` so nothing in a query can change them (streams/query.py)."""
+    client = open_clickhouse(settings, run_migrations=False, reader=True)
+    try:
+        for stmt in session_statements(limits_from(settings.query)):
+            client.command(stmt)
+    except Exception:
+        client.close()
+        raise
+    return client
+
+
+def analyst_sql(settings: Settings, max_concurrent: int | None = None) -> AnalystSql:
+    """The analyst query engine of this process's store."""
+    if settings.clickhouse.url and settings.clickhouse.url.startswith("store://"):
+        raise GeotelError("analyst queries run in `geotel store`, which owns the store")
+    return AnalystSql(lambda: open_analyst_session(settings),
+                      database=settings.clickhouse.database,
+                      max_concurrent=max_concurrent or settings.query.max_concurrent)
 
 
 def journal(settings: Settings) -> Journal:
@@ -88,6 +133,7 @@ def build_pipeline(settings: Settings, clickhouse: Client | None, **kw: Any) -> 
 
 
 def run_faust(app: faust.App, loglevel: str) -> int:
+    raise_fd_limit()
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     try:
         worker.execute_from_commandline()
@@ -98,22 +144,30 @@ def run_faust(app: faust.App, loglevel: str) -> int:
 
 def run_worker(settings: Settings, *, ingest: bool = True) -> int:
     """One worker process against the configured broker and ClickHouse."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings)
     ensure_topics(settings)
     client = open_clickhouse(settings)
     reader = open_clickhouse(settings, run_migrations=False, reader=True)
+    analyst = None if _is_store(settings) else analyst_sql(settings)
     try:
-        pipeline = build_pipeline(settings, client, reader=reader, ingest=ingest)
+        pipeline = build_pipeline(settings, client, reader=reader, ingest=ingest,
+                                  analyst=analyst)
         return run_faust(pipeline.app, settings.log_level)
     finally:
+        if analyst is not None:
+            analyst.close()
         reader.close()
         client.close()
+
+
+def _is_store(settings: Settings) -> bool:
+    return bool(settings.clickhouse.url and settings.clickhouse.url.startswith("store://"))
 
 
 def run_ingest(settings: Settings) -> int:
     """An ingest-only process: stateless HTTP endpoint, no agents, no ClickHouse. Run any
     number behind a load balancer; they share the device registry through its topic."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings)
     ensure_topics(settings)
     pipeline = build_pipeline(settings, None, run_agents=False, ingest=True)
     return run_faust(pipeline.app, settings.log_level)
@@ -144,7 +198,7 @@ def run_up(settings: Settings) -> int:
     if settings.profile is not Profile.embedded:
         log.info("external profile: not starting a broker")
         return run_worker(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings)
     with embedded_broker(settings) as broker:
         log.info("embedded broker on %s", broker.bootstrap)
         _stop_if_broker_dies(broker)

@@ -16,6 +16,7 @@ Two profiles:
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -26,6 +27,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from processors.config import SessionParams
 from processors.transitions import TransitionParams
 from streams.privacy import PrivacySettings
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: may resolve to anything
 
 
 class Profile(StrEnum):
@@ -163,10 +173,40 @@ class QuerySettings(_Section):
                                         "writer's user.")
     clickhouse_password: SecretStr | None = Field(default=None,
                                                   description="Its password (secret).")
+    max_result_bytes: int = Field(default=256 * 1024 * 1024, ge=1024,
+                                  description="Result size limit of one query, bytes.")
+    max_memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=16 * 1024 * 1024,
+                                  description="Memory limit of one query, bytes.")
+    max_read_bytes: int = Field(default=50 * 1024 * 1024 * 1024, ge=1024 * 1024,
+                                description="Limit of the bytes one query may read, bytes.")
+    max_threads: int = Field(default=1, ge=1, le=64,
+                             description="Threads one query may use (1 keeps a core for "
+                             "the pipeline on a small machine).")
+    max_concurrent: int = Field(default=2, ge=1, le=64,
+                                description="Queries running at once; more are answered 429.")
     token: SecretStr | None = Field(default=None,
                                     description="Bearer token the SQL endpoint requires "
                                     "(secret). Unset: the endpoint is open to whoever can reach "
-                                    "`web_host` (127.0.0.1 by default).")
+                                    "`web_host`, which is why a non-loopback `web_host` refuses "
+                                    "to start without it.")
+    viewer_token: SecretStr | None = Field(default=None,
+                                           description="Bearer token `/map` data "
+                                           "(`/v1/map.json`) requires (secret); the query token "
+                                           "is accepted too. Required with a non-loopback "
+                                           "`web_host`.")
+
+
+class WebSettings(_Section):
+    header_timeout_s: float = Field(default=10.0, gt=0,
+                                    description="Time a client has to send the request line "
+                                    "and headers; the connection is closed after it.")
+    body_timeout_s: float = Field(default=30.0, gt=0,
+                                  description="Time a client has to send a request body.")
+    idle_timeout_s: float = Field(default=15.0, gt=0,
+                                  description="Keep-alive: an idle connection is closed after.")
+    max_connections: int = Field(default=512, ge=8, le=100_000,
+                                 description="Open connections per process; more are closed "
+                                 "at once.")
 
 
 class Settings(BaseSettings):
@@ -192,6 +232,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     worker: WorkerSettings = WorkerSettings()
     query: QuerySettings = QuerySettings()
+    web: WebSettings = WebSettings()
     sessions: SessionParams = Field(default=SessionParams(),
                                     description="Session derivation (docs/sessions.md).")
     transitions: TransitionParams = Field(default=TransitionParams(),
@@ -199,6 +240,17 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = Field(default=PrivacySettings(),
                                      description="Off-duty positions, erasure "
                                      "(docs/privacy.md).")
+
+    @model_validator(mode="after")
+    def _nothing_open_by_accident(self) -> Settings:
+        if not _is_loopback(self.web_host):
+            missing = [env for env, v in (("GEOTEL_QUERY__TOKEN", self.query.token),
+                                          ("GEOTEL_QUERY__VIEWER_TOKEN", self.query.viewer_token))
+                       if v is None or not v.get_secret_value()]
+            if missing:
+                raise ValueError(f"web_host {self.web_host} is reachable from the network: set "
+                                 + " and ".join(missing) + " (or bind 127.0.0.1)")
+        return self
 
     @model_validator(mode="after")
     def _profile_complete(self) -> Settings:

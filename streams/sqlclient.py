@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import re
 import urllib.error
 import urllib.request
 
 import orjson
 
-from streams.query import QueryError, run_readonly
+from streams.query import QueryError
 from streams.settings import Settings
+
+# C0 controls but newline and tab, DEL, and C1 controls (ESC starts terminal sequences).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    r"""Escape control characters, so stored text cannot drive the terminal it is shown on.
+
+    >>> terminal_safe("note\x1b]0;owned\x07 ok\n")
+    'note\\x1b]0;owned\\x07 ok\n'
+    """
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _service_url(s: Settings) -> str:
@@ -34,16 +47,15 @@ def run_sql(s: Settings, query: str, fmt: str) -> bytes:
             raise QueryError("query_failed", f"HTTP {exc.code}", exc.code) from exc
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         pass  # the service is not running: open the store directly
-    from streams.runtime import open_clickhouse
+    from streams.runtime import analyst_sql
 
     try:
-        client = open_clickhouse(s, run_migrations=False)
+        engine = analyst_sql(s, max_concurrent=1)
     except Exception as exc:
         raise QueryError("store_unavailable", f"the service is not answering on "
                          f"{_service_url(s)} and the store cannot be opened: {exc}") from exc
     try:
-        body, _ = run_readonly(client, None, query, fmt, s.query.max_rows,
-                               s.query.max_execution_s)
+        body, _ = engine.run(query, fmt)
         return body
     finally:
-        client.close()
+        engine.close()

@@ -76,9 +76,10 @@ class StoreError(Exception):
 class Store:
     """The chDB clients and the lock that serialises them."""
 
-    def __init__(self, writer: Any, reader: Any) -> None:
+    def __init__(self, writer: Any, reader: Any, analyst: Any = None) -> None:
         self.writer = writer
         self.reader = reader
+        self.analyst = analyst  # streams.query.AnalystSql: its own sessions and threads
         self.lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chdb")
         self.calls = 0
@@ -213,6 +214,23 @@ def make_app(store: Store) -> web.Application:
             return _error(exc)
         return web.json_response({"result": out})
 
+    async def analyst(request: web.Request) -> web.Response:
+        from streams.query import QueryError
+
+        try:
+            doc = orjson.loads(await request.read())
+            sql, fmt = doc["sql"], doc.get("format", "json")
+            if store.analyst is None:
+                raise QueryError("no_store", "this store serves no analyst queries", 503)
+            loop = asyncio.get_running_loop()
+            body, ctype = await loop.run_in_executor(None, store.analyst.run, sql, fmt)
+        except QueryError as exc:
+            return web.json_response({"error": exc.code, "message": f"{exc.code}\t{exc}"},
+                                     status=exc.status)
+        except Exception as exc:
+            return _error(exc)
+        return web.Response(body=body, content_type=ctype.split(";")[0])
+
     async def health(request: web.Request) -> web.Response:
         up = time.monotonic() - store.started
         return web.json_response({"status": "ok", "calls": store.calls,
@@ -223,6 +241,7 @@ def make_app(store: Store) -> web.Application:
     app.router.add_post("/query", query)
     app.router.add_post("/raw", raw)
     app.router.add_post("/command", command)
+    app.router.add_post("/analyst", analyst)
     app.router.add_get("/health", health)
     return app
 
@@ -230,17 +249,19 @@ def make_app(store: Store) -> web.Application:
 def open_store(settings: Settings) -> Store:
     """Open chDB under ``data_dir/chdb`` (whatever ``clickhouse.url`` says: the workers point
     it at this store) and run the migrations."""
-    from streams.runtime import open_clickhouse
+    from streams.runtime import analyst_sql, open_clickhouse
 
     local = settings.model_copy(update={
         "clickhouse": settings.clickhouse.model_copy(update={"url": None})})
     writer = open_clickhouse(local)
     reader = open_clickhouse(local, run_migrations=False)
-    return Store(writer, reader)
+    return Store(writer, reader, analyst_sql(local))
 
 
 def run_store(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> int:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from streams.runtime import prepare_data_dir
+
+    prepare_data_dir(settings)
     store = open_store(settings)
     log.info("store: chDB %s served on http://%s:%d", settings.chdb_path, host, port)
     try:
@@ -248,6 +269,8 @@ def run_store(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_P
                     handle_signals=True, shutdown_timeout=5)
     finally:
         store.close()
+        if store.analyst is not None:
+            store.analyst.close()
     return 0
 
 

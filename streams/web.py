@@ -7,21 +7,22 @@ topic from the beginning, so every ingest process sees every token.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import ssl
 from typing import Any
 
 import faust
+import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams.auth import bearer_ok
 from streams.batch_consumer import LogResetWatch, caught_up, record_probe
 from streams.devices import DeviceRegistry, decode
 from streams.ingest import IngestHandler, TokenBucket
-from streams.query import QueryError, run_readonly
+from streams.query import QueryError
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,9 @@ def register_web(pipeline: Any, *, ingest: bool = True, sql: bool = True) -> Reg
         class Events(View):
             async def post(self, request: Request) -> Response:
                 req: Any = request
-                reply = await handler.handle(req.headers.get("Authorization"),
-                                             req.content_length, req.read)
+                reply = await handler.handle(
+                    req.headers.get("Authorization"), req.content_length,
+                    lambda: asyncio.wait_for(req.read(), settings.web.body_timeout_s))
                 return self.json(reply.body, status=reply.status, headers=reply.headers)
 
     @app.page("/health")
@@ -164,34 +166,8 @@ def register_web(pipeline: Any, *, ingest: bool = True, sql: bool = True) -> Reg
         async def _geosets() -> None:
             await geo_tail.run()
 
-    if sql and pipeline.reader is not None:
-        token = settings.query.token
-
-        @app.page("/v1/sql")
-        class Sql(View):
-            async def post(self, request: Request) -> Response:
-                req: Any = request
-                if token is not None:
-                    got = (req.headers.get("Authorization") or "")[7:].strip()
-                    if not hmac.compare_digest(got.encode(), token.get_secret_value().encode()):
-                        return self.json({"error": "unauthorized"}, status=401)
-                try:
-                    doc = await req.json()
-                    query = doc["sql"]
-                    fmt = doc.get("format", "json")
-                except Exception:
-                    return self.json({"error": "bad_request",
-                                      "detail": 'expected {"sql": "...", "format": "json"}'},
-                                     status=400)
-                loop = asyncio.get_running_loop()
-                try:
-                    body, ctype = await loop.run_in_executor(
-                        pipeline.query_executor, run_readonly, pipeline.reader,
-                        pipeline.writer.lock if pipeline.writer else None, query, fmt,
-                        settings.query.max_rows, settings.query.max_execution_s)
-                except QueryError as exc:
-                    return self.json({"error": exc.code, "detail": str(exc)}, status=exc.status)
-                return self.bytes(body, content_type=ctype)
+    if sql and (pipeline.analyst is not None or _store_of(pipeline) is not None):
+        register_sql(pipeline)
 
     if pipeline.clickhouse is not None:
         from streams.reps import handle_admin_erase
@@ -208,3 +184,82 @@ def register_web(pipeline: Any, *, ingest: bool = True, sql: bool = True) -> Reg
 
     register_map(pipeline)
     return tail
+
+
+#: Largest /v1/sql request body.
+MAX_SQL_BODY_BYTES = 256 * 1024
+
+
+async def read_body(request: Any, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes (a longer one is cut there)."""
+    chunks, n = [], 0
+    while n < limit:
+        chunk = await request.content.read(limit - n)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        n += len(chunk)
+    return b"".join(chunks)
+
+
+def _store_of(pipeline: Any) -> Any:
+    from sinks.store_client import StoreClient
+
+    return pipeline.clickhouse if isinstance(pipeline.clickhouse, StoreClient) else None
+
+
+def register_sql(pipeline: Any) -> None:
+    """``POST /v1/sql``: analyst queries (streams/query.py), Bearer query token, a deadline."""
+    app: faust.App = pipeline.app
+    settings = pipeline.settings
+    token = settings.query.token
+    deadline_s = settings.query.max_execution_s + 5.0
+    store = _store_of(pipeline)
+
+    def run(query: str, fmt: str) -> tuple[bytes, str]:
+        if pipeline.analyst is not None:
+            result: tuple[bytes, str] = pipeline.analyst.run(query, fmt)
+            return result
+        return store.analyst(query, fmt)  # type: ignore[no-any-return]
+
+    @app.page("/v1/sql")
+    class Sql(View):
+        async def post(self, request: Request) -> Response:
+            req: Any = request
+            if token is not None and not bearer_ok(req.headers.get("Authorization"), [token]):
+                return self.json({"error": "unauthorized"}, status=401,
+                                 headers={"WWW-Authenticate": "Bearer"})
+            if (req.content_length or 0) > MAX_SQL_BODY_BYTES:
+                return self.json({"error": "too_large",
+                                  "detail": f"at most {MAX_SQL_BODY_BYTES} bytes"}, status=413)
+            try:
+                raw = await asyncio.wait_for(read_body(req, MAX_SQL_BODY_BYTES + 1),
+                                             settings.web.body_timeout_s)
+                if len(raw) > MAX_SQL_BODY_BYTES:
+                    return self.json({"error": "too_large",
+                                      "detail": f"at most {MAX_SQL_BODY_BYTES} bytes"},
+                                     status=413)
+                doc = orjson.loads(raw)
+                query, fmt = doc["sql"], doc.get("format", "json")
+                if not isinstance(query, str) or not isinstance(fmt, str):
+                    raise TypeError("sql and format are strings")
+            except TimeoutError:
+                return self.json({"error": "timeout", "detail": "request body too slow"},
+                                 status=408)
+            except Exception:
+                return self.json({"error": "bad_request",
+                                  "detail": 'expected {"sql": "...", "format": "json"}'},
+                                 status=400)
+            loop = asyncio.get_running_loop()
+            try:
+                body, ctype = await asyncio.wait_for(
+                    loop.run_in_executor(pipeline.analyst_executor, run, query, fmt),
+                    deadline_s)
+            except QueryError as exc:
+                headers = {"Retry-After": "1"} if exc.status == 429 else None
+                return self.json({"error": exc.code, "detail": str(exc)}, status=exc.status,
+                                 headers=headers)
+            except TimeoutError:
+                return self.json({"error": "timeout", "detail": f"no answer within "
+                                  f"{deadline_s:.0f} s"}, status=504)
+            return self.bytes(body, content_type=ctype)

@@ -8,7 +8,10 @@
   var W = 1000;
   var params = new URLSearchParams(window.location.search);
   var at = params.get("at");
-  var token = params.get("token");  // when the service requires the query token
+  // The viewer token, when the service requires one, comes in the fragment (/map#token=...):
+  // a fragment is never sent to a server or written to its logs; the page sends it as a
+  // Bearer header.
+  var token = new URLSearchParams(window.location.hash.replace(/^#/, "")).get("token");
   var geoVersion = null;
   var territories = null;
   var proj = null;
@@ -190,9 +193,10 @@
   function refresh() {
     var q = [];
     if (at) { q.push("at=" + encodeURIComponent(at)); }
-    if (token) { q.push("token=" + encodeURIComponent(token)); }
     if (territories && geoVersion !== null) { q.push("territories=0"); }
-    fetch("/v1/map.json" + (q.length ? "?" + q.join("&") : ""), {cache: "no-store"})
+    var headers = token ? {"Authorization": "Bearer " + token} : {};
+    fetch("/v1/map.json" + (q.length ? "?" + q.join("&") : ""),
+          {cache: "no-store", headers: headers})
       .then(function (r) {
         if (!r.ok) { throw new Error("HTTP " + r.status); }
         return r.json();

@@ -17,8 +17,9 @@ import pytest
 from processors.records import SegmentKind
 from sinks.clickhouse import connect
 from sinks.migrations import migrate
+from sinks.readonly import Limits, session_statements
 from streams.devices import Journal, issue
-from streams.query import run_readonly
+from streams.query import AnalystSql
 from streams.reps import EXPORT_TABLES, erase_rep, export_rep, rep_devices, revocations
 from tests.conftest import GEOTEL, ROOT, free_port
 from tests.privacy.privacy_data import insert_day, insert_events, local, pings, seg, summary
@@ -43,12 +44,19 @@ def _fill(ch: Any) -> None:
 def test_export_then_erase_leaves_other_reps(ch: Any, chdb_dir: Path) -> None:
     _fill(ch)
     db = ch.query("SELECT currentDatabase()").result_rows[0][0]
-    reader = connect(url=None, chdb_path=chdb_dir, database=db)  # readonly sticks to a client
+
+    def analyst_session() -> Any:  # readonly sticks to a client: one of its own
+        c = connect(url=None, chdb_path=chdb_dir, database=db)
+        for stmt in session_statements(Limits(1000, 10**8, 30, 10**9, 10**10)):
+            c.command(stmt)
+        return c
+
+    analyst = AnalystSql(analyst_session, database=db)
     _, dev = issue("dev-r1", "r1", NOW)
     _, other = issue("dev-r2", "r2", NOW)
 
     def run(sql: str) -> bytes:
-        return run_readonly(reader, None, sql, "jsonl", 1000, 30)[0]
+        return analyst.run(sql, "jsonl")[0]
 
     out = io.BytesIO()
     counts = export_rep(run, "r1", out, page_rows=7, devices=rep_devices([dev, other], "r1"))

@@ -17,9 +17,10 @@ from aiohttp import web
 
 from sinks.clickhouse import connect
 from sinks.migrations import migrate
+from sinks.readonly import Limits, session_statements
 from sinks.rows import EVENT_COLUMN_NAMES, REP_DAILY_COLUMN_NAMES, stored_event
 from sinks.store_client import StoreClient, StoreClientError
-from streams.query import QueryError, run_readonly
+from streams.query import AnalystSql, QueryError
 from streams.store import Store, make_app
 from tests.conftest import free_port
 
@@ -30,7 +31,14 @@ UTC = dt.UTC
 def served(ch: Any, chdb_dir: Path) -> Iterator[tuple[StoreClient, Any]]:
     migrate(ch)
     reader = connect(url=None, chdb_path=chdb_dir, database=ch.database)
-    store = Store(ch, reader)
+
+    def analyst_session() -> Any:
+        c = connect(url=None, chdb_path=chdb_dir, database=ch.database)
+        for stmt in session_statements(Limits(10, 10_000_000, 5, 200_000_000, 10**9)):
+            c.command(stmt)
+        return c
+
+    store = Store(ch, reader, AnalystSql(analyst_session, database=ch.database))
     port = free_port()
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(make_app(store))
@@ -164,13 +172,17 @@ def test_raw_command_and_errors(served: tuple[StoreClient, Any]) -> None:
     with pytest.raises(StoreClientError) as err:
         client.query("SELECT * FROM no_such_table")
     assert "UNKNOWN_TABLE" in str(err.value) and err.value.status == 400
-    # The SQL endpoint's read-only path maps ClickHouse's codes from the message.
-    body, _ = run_readonly(client, None, "SELECT count() AS n FROM events", "jsonl", 10, 5)
+    # Analyst queries are checked and run by the store, in its analyst sessions; refusals
+    # and ClickHouse's limits come back with their codes.
+    body, _ = client.analyst("SELECT count() AS n FROM events", "jsonl")
     assert body.strip() == b'{"n":"0"}' or body.strip() == b'{"n":0}'
     with pytest.raises(QueryError) as qerr:
-        run_readonly(client, None, "SELECT number FROM system.numbers LIMIT 100", "json", 10, 5)
+        client.analyst("SELECT number FROM system.numbers LIMIT 100", "json")
     assert qerr.value.code == "too_many_rows"
-    # readonly ran on the store's second client: writes still work afterwards.
+    with pytest.raises(QueryError) as qerr:
+        client.analyst("SELECT * FROM file('/etc/passwd')", "json")
+    assert qerr.value.status == 403 and "file" in str(qerr.value)
+    # readonly ran on the store's analyst sessions: writes still work afterwards.
     client.insert("events_all", [_event("ping")], column_names=EVENT_COLUMN_NAMES,
                   settings={"async_insert": 0})
     assert ch.query("SELECT count() FROM events_all").result_rows[0][0] == 1

@@ -8,7 +8,6 @@ import pytest
 
 from streams.devices import DeviceError, DeviceRegistry, Journal, hash_token, issue, revoke_records
 from streams.ingest import TokenBucket
-from streams.query import QueryError, check_readonly_sql
 from streams.settings import Profile, Settings
 from streams.settings_doc import render
 
@@ -36,31 +35,6 @@ def test_tokens_are_random_hashed_and_revocable(tmp_path) -> None:
         revoke_records(reg2, "dev-1")
     with pytest.raises(DeviceError):
         issue("bad id with spaces", "rep", NOW)
-
-
-@pytest.mark.parametrize("sql", [
-    "SELECT 1", "select * from events where rep_id = 'x; drop table y'",
-    "WITH a AS (SELECT 1) SELECT * FROM a", "SHOW TABLES", "DESCRIBE events",
-    "EXPLAIN SELECT 1", "SELECT 1;", "-- comment\nSELECT 1", "SELECT file_name FROM t",
-])
-def test_readonly_guard_allows_reads(sql: str) -> None:
-    assert check_readonly_sql(sql)
-
-
-@pytest.mark.parametrize("sql, code", [
-    ("INSERT INTO t VALUES (1)", "not_read_only"), ("DROP TABLE t", "not_read_only"),
-    ("SELECT 1; DROP TABLE t", "multiple_statements"),
-    ("SELECT * FROM file('/etc/passwd')", "not_read_only"),
-    ("SELECT * FROM URL ('http://x', CSV)", "not_read_only"),
-    ("SELECT * FROM s3('x')", "not_read_only"),
-    ("SELECT 1 INTO OUTFILE 'x'", "not_read_only"),
-    ("SELECT 1 FORMAT CSV", "format_clause"), ("", "empty_query"),
-    ("/* SELECT */ ALTER TABLE t DELETE WHERE 1", "not_read_only"),
-])
-def test_readonly_guard_refuses_with_reason(sql: str, code: str) -> None:
-    with pytest.raises(QueryError) as exc:
-        check_readonly_sql(sql)
-    assert exc.value.code == code
 
 
 def test_token_bucket() -> None:
