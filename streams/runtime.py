@@ -142,8 +142,16 @@ def run_faust(app: faust.App, loglevel: str) -> int:
     return 0
 
 
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve SQL and map data to the network without their tokens."""
+    problem = settings.exposure_problem()
+    if problem:
+        raise GeotelError(problem)
+
+
 def run_worker(settings: Settings, *, ingest: bool = True) -> int:
     """One worker process against the configured broker and ClickHouse."""
+    check_exposure(settings)
     prepare_data_dir(settings)
     ensure_topics(settings)
     client = open_clickhouse(settings)
@@ -195,6 +203,7 @@ def _stop_if_broker_dies(broker: Any) -> None:
 
 def run_up(settings: Settings) -> int:
     """The whole pipeline on one machine: embedded broker, topics, devices, worker, chDB."""
+    check_exposure(settings)
     if settings.profile is not Profile.embedded:
         log.info("external profile: not starting a broker")
         return run_worker(settings)

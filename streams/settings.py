@@ -29,7 +29,7 @@ from processors.transitions import TransitionParams
 from streams.privacy import PrivacySettings
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -242,17 +242,6 @@ class Settings(BaseSettings):
                                      "(docs/privacy.md).")
 
     @model_validator(mode="after")
-    def _nothing_open_by_accident(self) -> Settings:
-        if not _is_loopback(self.web_host):
-            missing = [env for env, v in (("GEOTEL_QUERY__TOKEN", self.query.token),
-                                          ("GEOTEL_QUERY__VIEWER_TOKEN", self.query.viewer_token))
-                       if v is None or not v.get_secret_value()]
-            if missing:
-                raise ValueError(f"web_host {self.web_host} is reachable from the network: set "
-                                 + " and ".join(missing) + " (or bind 127.0.0.1)")
-        return self
-
-    @model_validator(mode="after")
     def _profile_complete(self) -> Settings:
         if self.profile is Profile.external:
             missing = []
@@ -263,6 +252,20 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError("the external profile needs " + " and ".join(missing))
         return self
+
+    def exposure_problem(self) -> str | None:
+        """Why serving SQL and map data on ``web_host`` would open them to the network, or
+        None. A non-loopback address needs both tokens (the query token for /v1/sql, the
+        viewer token for /v1/map.json)."""
+        if is_loopback(self.web_host):
+            return None
+        missing = [env for env, v in (("GEOTEL_QUERY__TOKEN", self.query.token),
+                                      ("GEOTEL_QUERY__VIEWER_TOKEN", self.query.viewer_token))
+                   if v is None or not v.get_secret_value()]
+        if not missing:
+            return None
+        return (f"web_host {self.web_host} is reachable from the network: set "
+                + " and ".join(missing) + " (or bind 127.0.0.1)")
 
     @property
     def bootstrap_servers(self) -> str:

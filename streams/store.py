@@ -259,8 +259,13 @@ def open_store(settings: Settings) -> Store:
 
 
 def run_store(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> int:
+    from schemas.errors import GeotelError
     from streams.runtime import prepare_data_dir
+    from streams.settings import is_loopback
 
+    if not is_loopback(host):
+        raise GeotelError(f"geotel store has no authentication: it binds a loopback address "
+                          f"only, not {host}")
     prepare_data_dir(settings)
     store = open_store(settings)
     log.info("store: chDB %s served on http://%s:%d", settings.chdb_path, host, port)

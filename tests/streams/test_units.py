@@ -87,3 +87,45 @@ def test_enriched_messages_stay_small_for_a_big_backlog() -> None:
     assert sum(len(d["events"]) for _, d in got) == 5000
     assert {e["event_id"] for _, d in got for e in d["events"]} == {str(e.event_id) for e in evs}
     assert all(k.decode() == d["rep_id"] for k, d in got)
+
+
+@pytest.mark.parametrize("name", ["streams.auth", "streams.sqlclient", "sinks.readonly"])
+def test_docstring_examples(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_bearer_only() -> None:
+    from pydantic import SecretStr
+
+    from streams.auth import bearer_ok, bearer_token
+
+    t = [SecretStr("tok-1"), None, SecretStr("tok-2")]
+    assert bearer_ok("Bearer tok-2", t) and bearer_ok("bearer tok-1", t)
+    for h in ("Digest tok-1", "Basic tok-1", "Bearertok-1", "Bearer tok-1 x", "tok-1", "",
+              None, "Bearer ", "Bearer tok-"):
+        assert not bearer_ok(h, t), h
+    assert bearer_token("Bearer  abc ") == "abc"
+    assert not bearer_ok("Bearer anything", [None, SecretStr("")])
+
+
+@pytest.mark.parametrize("host, tokens, ok", [
+    ("127.0.0.1", {}, True), ("localhost", {}, True), ("::1", {}, True),
+    ("127.0.0.2", {}, True),
+    ("0.0.0.0", {}, False), ("::", {}, False), ("10.0.0.5", {}, False),
+    ("geotel.example", {}, False),
+    ("0.0.0.0", {"token": "a"}, False), ("0.0.0.0", {"viewer_token": "b"}, False),
+    ("0.0.0.0", {"token": "a", "viewer_token": "b"}, True),
+])
+def test_a_network_address_needs_both_tokens(host: str, tokens: dict[str, str],
+                                              ok: bool) -> None:
+    from streams.settings import QuerySettings, Settings
+
+    s = Settings(web_host=host, query=QuerySettings(**tokens))  # type: ignore[arg-type]
+    problem = s.exposure_problem()
+    assert (problem is None) is ok, problem
+    if problem:
+        assert "GEOTEL_QUERY__" in problem and "\n" not in problem
