@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streams.batch_consumer import LogResetWatch, caught_up, record_probe
 from streams.devices import DeviceRegistry, decode
 from streams.ingest import IngestHandler, TokenBucket
+from streams.openapi import register_openapi
 from streams.query import QueryError, run_readonly
 
 log = logging.getLogger(__name__)
@@ -207,4 +208,5 @@ def register_web(pipeline: Any, *, ingest: bool = True, sql: bool = True) -> Reg
     from streams.map import register_map
 
     register_map(pipeline)
+    register_openapi(app)
     return tail
