@@ -85,7 +85,10 @@ def test_every_kind_of_derived_message_was_checked(
                       for s in m["segments"] if s["kind"] == "visit")
     assert "check_in" in sources, sources
     # visits carry their form's facts (decimal order totals as strings among them)
-    assert any(s.get("outcome") for m in messages["field.segments"] for s in m["segments"])
+    visits = [s for m in messages["field.segments"] for s in m["segments"]
+              if s["kind"] == "visit"]
+    assert any(s["outcome"] for s in visits)
+    assert any(isinstance(s["order_total"], str) for s in visits)
     trs = Counter(t["kind"] for m in messages["field.transitions"] for t in m["transitions"])
     assert set(trs) == {"territory_enter", "territory_exit", "account_arrive",
                         "account_leave"}, trs
