@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv browser demo up test test-slow test-quick lint security bench accuracy schemas docs clean
+.PHONY: help venv browser deploy-tools demo up test test-slow test-quick lint security bench accuracy schemas docs clean
 
 help:
 	@echo "make demo      - install, start the pipeline with simulated reps (~1 min), print per-rep figures"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench     - benchmarks (RESULT lines, bench/results.json)"
 	@echo "make accuracy  - accuracy harness against the simulator's ground truth"
 	@echo "make lint      - ruff and mypy"
+	@echo "make deploy-tools - compose (Debian package) for the deployment tests"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,14 @@ browser:
 	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	    else echo "the map test needs Chromium: sudo apt-get install chromium chromium-driver" >&2; exit 1; fi; }
+
+# The deployment tests parse deploy/docker-compose.yml with compose itself (Debian's
+# docker-compose; `config` needs no container engine). CI runs this before `make test`.
+deploy-tools:
+	@command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose; \
+	    else echo "the deployment tests need compose: sudo apt-get install docker-compose" >&2; exit 1; fi; }
 
 demo: $(STAMP)
 	$(VENV)/bin/geotel demo

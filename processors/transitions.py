@@ -34,15 +34,15 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from processors.config import DEFAULT_PARAMS, SessionParams
 from processors.gps_filter import filter_pings
 from processors.records import ID_NAMESPACE
 from processors.rep_day import AnyEvent, unique_events
 from schemas.derived import EnrichedPing
+from schemas.records import Transition, TransitionKind
 
 
 class TransitionParams(BaseModel):
@@ -64,13 +64,6 @@ class TransitionParams(BaseModel):
 DEFAULT_TRANSITION_PARAMS = TransitionParams()
 
 
-class TransitionKind(StrEnum):
-    territory_enter = "territory_enter"
-    territory_exit = "territory_exit"
-    account_arrive = "account_arrive"
-    account_leave = "account_leave"
-
-
 #: Order of kinds at one instant: leave the inner place first, enter the outer one first.
 _KIND_ORDER = {
     TransitionKind.account_leave: 0,
@@ -85,28 +78,6 @@ def transition_id(rep_id: str, local_date: dt.date, kind: str, subject_id: str,
     stamp = at.astimezone(dt.UTC).isoformat(timespec="milliseconds")
     return uuid.uuid5(
         ID_NAMESPACE, f"transition|{rep_id}|{local_date.isoformat()}|{kind}|{subject_id}|{stamp}")
-
-
-class Transition(BaseModel):
-    """A confirmed change of territory or account, at the first fix of the new state."""
-
-    model_config = ConfigDict(frozen=True)
-
-    transition_id: uuid.UUID = Field(
-        description="uuid5 of (rep, local date, kind, subject, at in ms): stable across "
-        "re-derivations that confirm the same change.")
-    rep_id: str
-    local_date: dt.date
-    kind: TransitionKind
-    subject_id: str = Field(description="Territory id (enter/exit) or account id "
-                            "(arrive/leave).")
-    at: AwareDatetime = Field(description="Time (ts, UTC) of the first fix of the confirmed "
-                              "new state.")
-    lon: float | None  # None once off-duty positions are dropped (docs/privacy.md)
-    lat: float | None
-    geo_version: int = Field(description="Territory/account index version that enriched "
-                             "the fix at ``at``.")
-    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)

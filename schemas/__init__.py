@@ -15,6 +15,7 @@ from schemas.events import (
     UploadBatch,
     VisitSubmission,
 )
+from schemas.topics import SCHEMA_FILES, TOPIC_VALUES
 
 #: name -> type, for the JSON Schema files under schemas/json/.
 SCHEMA_TYPES: dict[str, Any] = {
@@ -26,8 +27,10 @@ SCHEMA_TYPES: dict[str, Any] = {
     "ingest_response": IngestResponse,
     "enriched_event": EnrichedEvent,
     "enriched_batch": EnrichedBatch,
-    "deadletter": DeadLetter,
+    # the derived topics' message values (schemas/topics.py), DeadLetter among them
+    **{stem: TOPIC_VALUES[topic] for stem, topic in SCHEMA_FILES.items()},
 }
+assert SCHEMA_TYPES["deadletter"] is DeadLetter
 
 
 def json_schemas(extra: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:

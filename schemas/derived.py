@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -84,8 +84,11 @@ class DeadLetter(BaseModel):
 class EventStatus(BaseModel):
     index: int
     event_id: str | None = None
-    status: str = Field(description="accepted | duplicate | rejected")
-    reason: str | None = None
+    status: Literal["accepted", "duplicate", "rejected"]
+    reason: str | None = Field(default=None, description="Why it was rejected (invalid, "
+                               "in_future, too_old, identity_mismatch) or is a duplicate "
+                               "(duplicate_in_batch).")
+    detail: str | None = None
 
 
 class IngestResponse(BaseModel):

@@ -29,6 +29,7 @@ from clickhouse_connect.driver.client import Client
 
 from processors.intake import Reject, RowBatch, TimeLimits, parse_message_rows
 from schemas.derived import DeadLetter, DeadLetterReason, Enrichment
+from schemas.topics import encode
 from sinks.rows import DEADLETTER_COLUMN_NAMES, EVENT_COLUMN_NAMES, deadletter_rows
 from sinks.writer import ClickHouseWriter
 from streams.batch_consumer import (
@@ -608,8 +609,7 @@ class Pipeline:
             for d, _ in group.dead:
                 self.metrics.deadletters.labels(reason=d.reason.value).inc()
                 dl_key = d.rep_id.encode() if d.rep_id else None
-                sends.append(await self.deadletter_topic.send(
-                    key=dl_key, value=d.model_dump_json().encode()))
+                sends.append(await self.deadletter_topic.send(key=dl_key, value=encode(d)))
             if sends:
                 await asyncio.gather(*sends)
         finally:

@@ -1,42 +1,17 @@
-"""Wire contracts of the derived and compacted topics, for the JSON Schema export.
+"""Wire contracts of the compacted configuration topics, for the JSON Schema export.
 
-The records themselves live where they are made (processors/records.py, processors/
-transitions.py, streams/devices.py); these envelopes are what one Kafka message carries.
+The derived topics' contracts (field.*, telemetry.deadletter) are in schemas/topics.py;
+the device record lives where it is made (streams/devices.py).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from processors.records import RepDay, Segment
-from processors.transitions import Transition
+from schemas.topics import FieldSegmentsMessage, FieldTransitionsMessage
 from streams.devices import DeviceRecord
-
-
-class FieldSegmentsMessage(BaseModel):
-    """``field.segments`` (key rep_id): every segment of one rep-day at one version. A
-    consumer replaces the rep-day's segments with these when ``version`` is higher than the
-    one it holds; ``retracted`` lists ids an earlier version had (best effort)."""
-
-    rep_id: str
-    local_date: dt.date
-    version: int
-    segments: list[Segment]
-    retracted: list[uuid.UUID] = []
-
-
-class FieldTransitionsMessage(BaseModel):
-    """``field.transitions`` (key rep_id): every territory/account transition of one
-    rep-day at one version; same replacement rule as field.segments."""
-
-    rep_id: str
-    local_date: dt.date
-    version: int
-    transitions: list[Transition]
 
 
 class GeoSetRecord(BaseModel):
@@ -49,10 +24,10 @@ class GeoSetRecord(BaseModel):
                                 "FeatureCollection in EPSG:4326.")
 
 
+#: JSON Schema file stem -> type, beside schemas.SCHEMA_TYPES.
 TOPIC_TYPES: dict[str, Any] = {
-    "field_workday": RepDay,
-    "field_segments": FieldSegmentsMessage,
-    "field_transitions": FieldTransitionsMessage,
     "device_record": DeviceRecord,
     "geo_set": GeoSetRecord,
 }
+
+__all__ = ["TOPIC_TYPES", "FieldSegmentsMessage", "FieldTransitionsMessage", "GeoSetRecord"]

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 from aiokafka.partitioner import murmur2
 from pydantic import TypeAdapter, ValidationError
 
@@ -41,6 +40,7 @@ from processors import Place, RepDayUpdate, RepSessionState, SessionParams
 from processors.transition_ledger import TransitionLedger
 from processors.transitions import TransitionParams, derive_transitions
 from schemas.derived import DeadLetter, DeadLetterReason, EnrichedBatch, EnrichedEvent
+from schemas.topics import FieldSegmentsMessage, FieldTransitionsMessage, encode
 from sinks.rows import (
     DEADLETTER_COLUMN_NAMES,
     REP_DAILY_COLUMN_NAMES,
@@ -550,18 +550,15 @@ class SessionStage:
             by_day.setdefault((t.rep_id, t.local_date), []).append(t)
         for u in updates:
             key = u.rep_id.encode()
-            sends.append(await self.p.workdays_topic.send(
-                key=key, value=u.summary.model_dump_json().encode()))
-            body = {"rep_id": u.rep_id, "local_date": u.local_date.isoformat(),
-                    "version": u.version,
-                    "segments": [s.model_dump(mode="json") for s in u.segments],
-                    "retracted": [str(r) for r in u.retracted]}
-            sends.append(await self.p.segments_topic.send(key=key, value=orjson.dumps(body)))
-            trs = by_day.get((u.rep_id, u.local_date), [])
-            tbody = {"rep_id": u.rep_id, "local_date": u.local_date.isoformat(),
-                     "version": u.version, "transitions": [t.model_dump(mode="json")
-                                                           for t in trs]}
-            sends.append(await self.p.transitions_topic.send(key=key, value=orjson.dumps(tbody)))
+            sends.append(await self.p.workdays_topic.send(key=key, value=encode(u.summary)))
+            segs_msg = FieldSegmentsMessage(rep_id=u.rep_id, local_date=u.local_date,
+                                            version=u.version, segments=list(u.segments),
+                                            retracted=list(u.retracted))
+            sends.append(await self.p.segments_topic.send(key=key, value=encode(segs_msg)))
+            trs_msg = FieldTransitionsMessage(
+                rep_id=u.rep_id, local_date=u.local_date, version=u.version,
+                transitions=by_day.get((u.rep_id, u.local_date), []))
+            sends.append(await self.p.transitions_topic.send(key=key, value=encode(trs_msg)))
         await asyncio.gather(*sends)
         out = self.p.metrics.events_out
         for topic in (self.p.workdays_topic, self.p.segments_topic, self.p.transitions_topic):
@@ -729,8 +726,7 @@ class SessionStage:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self.p.ch_executor, self.writer.flush)
         sends = [await self.p.deadletter_topic.send(
-            key=d.rep_id.encode() if d.rep_id else None, value=d.model_dump_json().encode())
-            for d, _ in dead]
+            key=d.rep_id.encode() if d.rep_id else None, value=encode(d)) for d, _ in dead]
         await asyncio.gather(*sends)
         self.p.metrics.events_out.labels(
             topic=self.p.deadletter_topic.get_topic_name()).inc(len(dead))

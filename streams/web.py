@@ -22,6 +22,7 @@ from streams.auth import bearer_ok
 from streams.batch_consumer import LogResetWatch, caught_up, record_probe
 from streams.devices import DeviceRegistry, decode
 from streams.ingest import IngestHandler, TokenBucket
+from streams.openapi import register_openapi
 from streams.query import QueryError
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,7 @@ def register_web(pipeline: Any, *, ingest: bool = True, sql: bool = True) -> Reg
     from streams.map import register_map
 
     register_map(pipeline)
+    register_openapi(app)
     return tail
 
 

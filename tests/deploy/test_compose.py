@@ -187,6 +187,7 @@ def test_edge_proxy_routes_to_geotel_services(services: dict[str, dict[str, Any]
     assert targets == {"ingest": f"ingest:{port}", "worker": f"worker:{port}"}
     assert re.search(r"location = /v1/events\s*\{\s*proxy_pass \$ingest;", conf)
     assert re.search(r"location = /v1/sql\s*\{\s*proxy_pass \$worker;", conf)
+    assert re.search(r"location = /openapi.json\s*\{\s*proxy_pass \$ingest;", conf)
 
 
 def test_depends_on_and_volumes_exist(compose: dict[str, Any]) -> None:

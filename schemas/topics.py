@@ -1,0 +1,72 @@
+"""Wire contracts of the derived topics: the value of one Kafka message, per topic.
+
+Each model here is BOTH what the worker encodes (:func:`encode`) and what ``geotel schemas
+export`` writes as JSON Schema (schemas/json/), so the published schema cannot drift from
+the bytes on the topic (docs/topics.md). Names are without the deployment's prefix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from pydantic import BaseModel, ConfigDict
+
+from schemas.derived import DeadLetter
+from schemas.records import RepDay, Segment, Transition
+
+
+class FieldSegmentsMessage(BaseModel):
+    """``field.segments`` (key rep_id): every segment of one rep-day at one version. A
+    consumer replaces the rep-day's segments with these when ``version`` is higher than the
+    one it holds; ``retracted`` lists ids an earlier version had (best effort)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rep_id: str
+    local_date: dt.date
+    version: int
+    segments: list[Segment]
+    retracted: list[uuid.UUID] = []
+
+
+class FieldTransitionsMessage(BaseModel):
+    """``field.transitions`` (key rep_id): every territory/account transition of one
+    rep-day at one version; same replacement rule as field.segments."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rep_id: str
+    local_date: dt.date
+    version: int
+    transitions: list[Transition]
+
+
+#: Topic (without prefix) -> the model of its message value.
+TOPIC_VALUES: dict[str, type[BaseModel]] = {
+    "field.workdays": RepDay,
+    "field.segments": FieldSegmentsMessage,
+    "field.transitions": FieldTransitionsMessage,
+    "telemetry.deadletter": DeadLetter,
+}
+
+#: JSON Schema file stem (schemas/json/) -> topic whose value it describes.
+SCHEMA_FILES: dict[str, str] = {
+    "field_workday": "field.workdays",
+    "field_segments": "field.segments",
+    "field_transitions": "field.transitions",
+    "deadletter": "telemetry.deadletter",
+}
+
+
+def encode(value: BaseModel) -> bytes:
+    """The bytes of a message value: UTF-8 JSON of the topic's model (times ISO 8601 UTC)."""
+    if type(value) not in _MODELS:
+        raise TypeError(f"{type(value).__name__} is not the value model of a derived topic")
+    return value.model_dump_json().encode()
+
+
+_MODELS = frozenset(TOPIC_VALUES.values())
+
+__all__ = ["SCHEMA_FILES", "TOPIC_VALUES", "FieldSegmentsMessage", "FieldTransitionsMessage",
+           "encode"]
