@@ -47,7 +47,7 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(VENV)/bin/geotel up
 
-test: $(STAMP) browser
+test: $(STAMP) browser deploy-tools
 	$(PY) -m pytest -q -m "not slow"
 
 # The long runs: the 500,000-event crash run (three SIGKILLs), the 30 s ClickHouse outage, the
