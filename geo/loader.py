@@ -20,7 +20,7 @@ import pandas as pd
 import pyogrio
 import shapely
 
-from geo import fields
+import geo.fields as fields
 from geo.errors import GeoLoadError
 from geo.geometry import Checked, check_point, check_polygonal
 from geo.report import Issue, LoadReport

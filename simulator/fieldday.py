@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,46 +23,12 @@ from simulator.ids import device_id_for, sub_seed
 from simulator.noise import NoiseProfile
 from simulator.paths import LatLon, Trajectory, road_path
 from simulator.phone import PhoneDay, render_phone_day
+from simulator.plan import BREAK, OTHER, VISIT, DayPlan, TrueStop, TrueVisit
+from simulator.truth import truth_record
 from simulator.world import Account, Rep, World, distance_m, offset_point
 
-VISIT, BREAK, OTHER = "visit", "break", "other"
 MAX_VISITS = 8
 FOREIGN_CANDIDATES = 300
-
-
-@dataclass(frozen=True, slots=True)
-class TrueStop:
-    start: float  # epoch seconds, UTC
-    end: float
-    lat: float
-    lon: float
-    kind: str  # visit / break / other
-    place: str  # home / office / customer / cafe / roadside / fuel
-    account_id: str | None = None
-    visit_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TrueVisit:
-    visit_id: str
-    account: Account
-    start: float
-    end: float
-    in_own_territory: bool
-
-
-@dataclass
-class DayPlan:
-    rep: Rep
-    day: dt.date
-    device_id: str
-    trajectory: Trajectory
-    workday_start: float
-    workday_end: float
-    track_start: float  # the app records a little before and after the workday
-    track_end: float
-    stops: list[TrueStop] = field(default_factory=list)
-    visits: list[TrueVisit] = field(default_factory=list)
 
 
 class Planner:
@@ -242,7 +208,6 @@ def generate_rep_day(
     planner: Planner, rep: Rep, day: dt.date, seed: int, noise: NoiseProfile
 ) -> RepDay:
     """Plan the true day, render the phone's view of it and build the truth record."""
-    from simulator.truth import truth_record  # truth reads this module's types
 
     plan = planner.plan(rep, day, seed)
     phone = render_phone_day(plan, seed, noise)

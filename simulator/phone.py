@@ -22,7 +22,7 @@ from simulator.ids import event_id, event_namespace, sub_seed
 from simulator.noise import NoiseProfile
 
 if TYPE_CHECKING:
-    from simulator.fieldday import DayPlan
+    from simulator.plan import DayPlan
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from simulator.fieldday import BREAK, VISIT, DayPlan
 from simulator.phone import PhoneDay
+from simulator.plan import BREAK, VISIT, DayPlan
 
 #: Bump when a field changes meaning, so the accuracy harness can refuse stale files.
 TRUTH_VERSION = 1

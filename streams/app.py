@@ -43,6 +43,7 @@ from streams.batch_consumer import (
     suspect_assigned,
     verify_suspects,
 )
+from streams.broker import make_consumer
 from streams.enrich import Enricher, NullEnricher, encode_enriched_rows
 from streams.geosets import GeoEnricher
 from streams.metrics import Metrics
@@ -58,7 +59,6 @@ from streams.settings import (
     WORKDAYS,
     Settings,
 )
-from streams.web import make_consumer
 from streams.webserver import ConnectionGuard, harden
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -239,3 +241,27 @@ def log_end_offsets(consumer: Any, tps: Iterable[Any], timeout_s: float = 10.0
                 listed[tp] = max(listed[tp], hw)
                 pending.discard(tp)
     return listed
+
+
+def make_consumer(settings: Any, group_id: str | None = None) -> AIOKafkaConsumer:
+    """A consumer with the configured security: group-less (assign + seek) by default, or a
+    member of ``group_id`` with the configured group timeouts (offsets committed by hand)."""
+    kw = admin_kwargs(settings)
+    k = settings.kafka
+    extra: dict[str, Any] = {}
+    if k.security_protocol.startswith("SASL"):
+        extra = {"sasl_mechanism": kw["sasl_mechanism"],
+                 "sasl_plain_username": kw["sasl_plain_username"],
+                 "sasl_plain_password": kw["sasl_plain_password"]}
+    if k.security_protocol in ("SSL", "SASL_SSL"):
+        extra["ssl_context"] = ssl.create_default_context(
+            cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
+    if group_id is not None:
+        extra.update(session_timeout_ms=int(k.session_timeout_s * 1000),
+                     heartbeat_interval_ms=int(k.heartbeat_interval_s * 1000),
+                     rebalance_timeout_ms=int(k.rebalance_timeout_s * 1000))
+    return AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                            security_protocol=k.security_protocol, group_id=group_id,
+                            enable_auto_commit=False, auto_offset_reset="earliest",
+                            fetch_max_bytes=64 * 1024 * 1024,
+                            max_partition_fetch_bytes=32 * 1024 * 1024, **extra)

@@ -31,6 +31,7 @@ from processors.intake import AnyEvent
 from schemas.derived import Enrichment
 from schemas.events import CheckIn, Ping
 from streams.batch_consumer import LogResetWatch, caught_up, record_probe
+from streams.broker import make_consumer
 from streams.settings import ACCOUNTS, TERRITORIES
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,6 @@ class GeoSetTail:
         await loop.run_in_executor(self.pipeline.ch_executor, w.flush)
 
     async def run(self) -> None:
-        from streams.web import make_consumer
 
         settings = self.pipeline.settings
         topics = [settings.topic(t) for t in SETS.values()]

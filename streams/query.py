@@ -67,7 +67,7 @@ class AnalystSql:
     """Checks and runs analyst queries on a pool of analyst sessions.
 
     ``open_session()`` returns a clickhouse-connect client already in analyst mode (see
-    :func:`streams.runtime.open_analyst_session`); sessions are opened lazily, at most
+    :func:`streams.storage.open_analyst_session`); sessions are opened lazily, at most
     ``max_concurrent``, and reused. :meth:`run` blocks: call it from an executor.
     """
 

@@ -190,7 +190,7 @@ def _post(s: Settings, path: str, doc: dict[str, Any], token: Any, timeout_s: fl
 
 def _open_analyst(s: Settings) -> AnalystSql:
     """Analyst queries on the store opened here (the service is not running)."""
-    from streams.runtime import analyst_sql
+    from streams.storage import analyst_sql
 
     try:
         return analyst_sql(s, max_concurrent=1)
@@ -200,7 +200,7 @@ def _open_analyst(s: Settings) -> AnalystSql:
 
 
 def _open_store(s: Settings) -> Any:
-    from streams.runtime import open_clickhouse
+    from streams.storage import open_clickhouse
 
     try:
         return open_clickhouse(s, run_migrations=False)

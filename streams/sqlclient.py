@@ -47,7 +47,7 @@ def run_sql(s: Settings, query: str, fmt: str) -> bytes:
             raise QueryError("query_failed", f"HTTP {exc.code}", exc.code) from exc
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         pass  # the service is not running: open the store directly
-    from streams.runtime import analyst_sql
+    from streams.storage import analyst_sql
 
     try:
         engine = analyst_sql(s, max_concurrent=1)

@@ -249,7 +249,7 @@ def make_app(store: Store) -> web.Application:
 def open_store(settings: Settings) -> Store:
     """Open chDB under ``data_dir/chdb`` (whatever ``clickhouse.url`` says: the workers point
     it at this store) and run the migrations."""
-    from streams.runtime import analyst_sql, open_clickhouse
+    from streams.storage import analyst_sql, open_clickhouse
 
     local = settings.model_copy(update={
         "clickhouse": settings.clickhouse.model_copy(update={"url": None})})
@@ -260,8 +260,8 @@ def open_store(settings: Settings) -> Store:
 
 def run_store(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> int:
     from schemas.errors import GeotelError
-    from streams.runtime import prepare_data_dir
     from streams.settings import is_loopback
+    from streams.storage import prepare_data_dir
 
     if not is_loopback(host):
         raise GeotelError(f"geotel store has no authentication: it binds a loopback address "

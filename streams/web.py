@@ -8,50 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from typing import Any
 
 import faust
 import orjson
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.auth import bearer_ok
 from streams.batch_consumer import LogResetWatch, caught_up, record_probe
+from streams.broker import make_consumer
 from streams.devices import DeviceRegistry, decode
 from streams.ingest import IngestHandler, TokenBucket
 from streams.openapi import register_openapi
 from streams.query import QueryError
 
 log = logging.getLogger(__name__)
-
-
-def make_consumer(settings: Any, group_id: str | None = None) -> AIOKafkaConsumer:
-    """A consumer with the configured security: group-less (assign + seek) by default, or a
-    member of ``group_id`` with the configured group timeouts (offsets committed by hand)."""
-    from streams.broker import admin_kwargs
-
-    kw = admin_kwargs(settings)
-    k = settings.kafka
-    extra: dict[str, Any] = {}
-    if k.security_protocol.startswith("SASL"):
-        extra = {"sasl_mechanism": kw["sasl_mechanism"],
-                 "sasl_plain_username": kw["sasl_plain_username"],
-                 "sasl_plain_password": kw["sasl_plain_password"]}
-    if k.security_protocol in ("SSL", "SASL_SSL"):
-        extra["ssl_context"] = ssl.create_default_context(
-            cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
-    if group_id is not None:
-        extra.update(session_timeout_ms=int(k.session_timeout_s * 1000),
-                     heartbeat_interval_ms=int(k.heartbeat_interval_s * 1000),
-                     rebalance_timeout_ms=int(k.rebalance_timeout_s * 1000))
-    return AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                            security_protocol=k.security_protocol, group_id=group_id,
-                            enable_auto_commit=False, auto_offset_reset="earliest",
-                            fetch_max_bytes=64 * 1024 * 1024,
-                            max_partition_fetch_bytes=32 * 1024 * 1024, **extra)
 
 
 class RegistryTail:

@@ -14,9 +14,8 @@ from aiokafka import AIOKafkaProducer
 from kafka.admin import NewTopic
 
 from streams.batch_consumer import BatchConsumer, Record
-from streams.broker import EmbeddedBroker, ensure_topics
+from streams.broker import EmbeddedBroker, ensure_topics, make_consumer
 from streams.settings import Settings
-from streams.web import make_consumer
 from tests.conftest import free_port
 
 TOPIC = "bc.test"
