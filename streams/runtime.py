@@ -87,8 +87,12 @@ def build_pipeline(settings: Settings, clickhouse: Client | None, **kw: Any) -> 
     return pipeline
 
 
-def run_faust(app: faust.App, loglevel: str) -> int:
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+def run_faust(app: faust.App, settings: Settings) -> int:
+    from streams.logs import worker_logging_config
+
+    # Faust sets up logging itself (its own text format) unless it is given a config.
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True,
+                          logging_config=worker_logging_config(settings))
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
@@ -104,7 +108,7 @@ def run_worker(settings: Settings, *, ingest: bool = True) -> int:
     reader = open_clickhouse(settings, run_migrations=False, reader=True)
     try:
         pipeline = build_pipeline(settings, client, reader=reader, ingest=ingest)
-        return run_faust(pipeline.app, settings.log_level)
+        return run_faust(pipeline.app, settings)
     finally:
         reader.close()
         client.close()
@@ -116,7 +120,7 @@ def run_ingest(settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
     pipeline = build_pipeline(settings, None, run_agents=False, ingest=True)
-    return run_faust(pipeline.app, settings.log_level)
+    return run_faust(pipeline.app, settings)
 
 
 def _stop_if_broker_dies(broker: Any) -> None:
