@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The tested versions (constraints.txt); `make venv CONSTRAINTS=` installs the newest releases
+# pyproject.toml allows instead (docs/operations.md: updating the pinned dependencies).
+CONSTRAINTS ?= constraints.txt
+PIN    := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
 .PHONY: help venv browser demo up test test-slow test-quick lint security bench accuracy schemas docs clean
 
@@ -16,10 +20,10 @@ help:
 	@echo "make accuracy  - accuracy harness against the simulator's ground truth"
 	@echo "make lint      - ruff and mypy"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' $(PIN)
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -58,7 +62,7 @@ security: $(STAMP)
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,bench]' $(PIN)
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
