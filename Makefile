@@ -16,7 +16,7 @@ help:
 	@echo "make test-quick- unit tests only"
 	@echo "make test-slow - the long runs (500k-event crash run, 30 s outage, broker restart)"
 	@echo "make up        - start the whole pipeline on this machine (Ctrl-C stops it)"
-	@echo "make bench     - benchmarks (RESULT lines, bench/results.json)"
+	@echo "make bench     - benchmarks (RESULT lines, var/bench/results.json)"
 	@echo "make accuracy  - accuracy harness against the simulator's ground truth"
 	@echo "make lint      - ruff and mypy"
 
