@@ -231,9 +231,11 @@ def demo(
         d.wait_geo(s)
         day = _yesterday()
         console.print(f"simulating {reps} reps on {day} at {speedup:g}x ...")
-        rep = d.run_simulation(s, reps=reps, days=1, start_date=day, speedup=speedup,
-                               seed=seed, noise="realistic",
-                               truth=s.data_dir / "demo-truth.jsonl", world=world)
+        with ExitStack() as bar:
+            rep = d.run_simulation(s, reps=reps, days=1, start_date=day, speedup=speedup,
+                                   seed=seed, noise="realistic",
+                                   truth=s.data_dir / "demo-truth.jsonl", world=world,
+                                   progress=_progress_bar(bar))
         stored_s = d.wait_stored(s, rep.accepted)
         d.wait_derived(s)
         console.print(f"uploaded {rep.events_sent} events in {rep.elapsed_s:.1f}s "
