@@ -191,8 +191,12 @@ def simulate(
     """
     from streams.demo import run_simulation
 
+    try:
+        day = dt.date.fromisoformat(start_date) if start_date else _yesterday()
+    except ValueError as exc:
+        raise typer.BadParameter(f"{start_date!r} is not a date (YYYY-MM-DD)",
+                                 param_hint="'--start-date'") from exc
     s = _settings()
-    day = dt.date.fromisoformat(start_date) if start_date else _yesterday()
     with ExitStack() as stack:
         rep = run_simulation(s, reps=reps, days=days, start_date=day, speedup=speedup,
                              seed=seed, noise=noise.value, truth=truth,

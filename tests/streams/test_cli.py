@@ -28,6 +28,7 @@ def test_version() -> None:
 @pytest.mark.parametrize("args, choices", [
     (["simulate", "--noise", "bogus"], ["clean", "realistic"]),
     (["sql", "SELECT 1", "--format", "xml"], [f.value for f in SqlFormat]),
+    (["simulate", "--start-date", "yesterday"], []),
 ])
 def test_a_bad_choice_is_a_usage_error_listing_the_choices(args: list[str],
                                                            choices: list[str]) -> None:
