@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The tested versions (constraints.txt); `make venv CONSTRAINTS=` installs the newest releases
+# pyproject.toml allows instead (docs/operations.md: updating the pinned dependencies).
+CONSTRAINTS ?= constraints.txt
+PIN    := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
 .PHONY: help venv browser deploy-tools demo up test test-slow test-quick lint security bench accuracy schemas docs clean
 
@@ -12,15 +16,15 @@ help:
 	@echo "make test-quick- unit tests only"
 	@echo "make test-slow - the long runs (500k-event crash run, 30 s outage, broker restart)"
 	@echo "make up        - start the whole pipeline on this machine (Ctrl-C stops it)"
-	@echo "make bench     - benchmarks (RESULT lines, bench/results.json)"
+	@echo "make bench     - benchmarks (RESULT lines, var/bench/results.json)"
 	@echo "make accuracy  - accuracy harness against the simulator's ground truth"
 	@echo "make lint      - ruff and mypy"
 	@echo "make deploy-tools - compose (Debian package) for the deployment tests"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' $(PIN)
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -67,7 +71,7 @@ security: $(STAMP)
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,bench]' $(PIN)
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

@@ -10,10 +10,10 @@ processors both ways (streaming ``RepSessionState`` per upload, and one-shot
 
 Each RESULT line reads ``RESULT <name> <value> <unit> baseline=<peer> ratio=<value/peer>``
 (for error figures a ratio below 1 is better); the peer's own figures follow as
-``RESULT peer_<name> <value> <unit>``. Figures are merged into ``bench/results.json``.
+``RESULT peer_<name> <value> <unit>``. Figures are merged into ``var/bench/results.json``.
 The method, the peer's recipe and the targets are in ``docs/sessions.md`` ("Accuracy").
 
-    python bench/bench_accuracy.py            # 50 reps x 5 days, updates bench/results.json
+    python bench/bench_accuracy.py            # 50 reps x 5 days, updates var/bench/results.json
     python bench/bench_accuracy.py --quick    # 5 reps x 1 day, no results file
 """
 
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.accuracy.ours import DayFigures, OursRep, run_ours
 from bench.accuracy.scoring import DayScore, breakdown, score_day, summarise
 from bench.accuracy.workload import RepUploads, simulate_reps
-from bench.common import merge_results
+from bench.common import DEFAULT_RESULTS, merge_results
 from geo import GeoIndex, load_index
 from processors import DEFAULT_PARAMS, SessionParams
 from simulator import NoiseProfile
@@ -44,7 +44,6 @@ from streams.sessions import GeoPlaces
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
-DEFAULT_RESULTS = Path(__file__).with_name("results.json")
 START = dt.date(2026, 11, 2)  # a Monday: 5 days are a work week
 
 #: (name, unit, target, higher is better)

@@ -26,7 +26,7 @@ Baselines, in the same run, on the same events:
     every message with orjson, timed from the first fetch -> ``e2e_read_limit_ratio``.
 
     python bench/bench_e2e.py            # 150k events (baseline (a): 30k), median of 3,
-                                         # updates bench/results.json
+                                         # updates var/bench/results.json
     python bench/bench_e2e.py --quick    # 30k events, 1 run, no results file
 """
 

@@ -6,10 +6,10 @@ plus a 2 % margin, 10 % within a few hundred metres of an account) and 2,000 acc
 
 Figures are medians of ``--runs`` runs; each RESULT line reads
 ``RESULT <name> <value> <unit> baseline=<sjoin value> ratio=<value/baseline>`` and the
-figures are merged into ``bench/results.json``. ``--quick`` (100k points, 1 run) is for
+figures are merged into ``var/bench/results.json``. ``--quick`` (100k points, 1 run) is for
 tests and writes results only when ``--results`` is given.
 
-    python bench/bench_geo.py            # full run, updates bench/results.json
+    python bench/bench_geo.py            # full run, updates var/bench/results.json
     python bench/bench_geo.py --quick
 """
 
@@ -28,14 +28,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import merge_results
+from common import DEFAULT_RESULTS, merge_results
 
 from geo.index import GeoIndex
 from geo.metric import metres_per_degree
 from geo.sample import wiggly_tiling
 
 BOUNDS = (5.0, 45.0, 15.0, 50.0)
-DEFAULT_RESULTS = Path(__file__).with_name("results.json")
 
 
 def make_data(n_territories: int, n_points: int, n_accounts: int, seed: int) -> dict[str, Any]:

@@ -33,7 +33,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 OUT = ROOT / "bench" / "out"  # logs, data dirs and the workload cache (not committed)
-DEFAULT_RESULTS = Path(__file__).with_name("results.json")
+#: Where a run merges its figures unless told otherwise: not committed (var/ is ignored), so
+#: running the benchmarks leaves a checkout clean.
+DEFAULT_RESULTS = ROOT / "var" / "bench" / "results.json"
+#: The committed reference figures (docs/performance.md); only `bench/run.py
+#: --update-reference` (or an explicit ``--results`` naming it) writes them.
+REFERENCE_RESULTS = ROOT / "bench" / "results.json"
 GEOTEL = [sys.executable, "-m", "streams.cli"]
 SAMPLE_WORLD = ROOT / "data" / "sample"
 SIM_START = dt.date(2026, 3, 2)  # a Monday; fixed so workloads are reproducible
@@ -83,7 +88,8 @@ class Figure:
 
 
 def merge_results(path: Path, figures: dict[str, dict[str, Any]]) -> None:
-    """Read-modify-write of bench/results.json: other benchmarks' entries stay."""
+    """Read-modify-write of a results file: other benchmarks' entries stay."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         current = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(current, dict):

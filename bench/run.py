@@ -1,11 +1,16 @@
-"""Run every benchmark (`make bench`): one RESULT line per figure, merged into results.json.
+"""Run every benchmark (`make bench`): one RESULT line per figure, merged into a results file.
 
 Each benchmark runs in its own process, in this order: geo lookup, end-to-end (with the naive
 Faust baseline and the read limit), ingest, freshness (at half the sustainable rate, taken from
 the ingest and end-to-end figures of this run), scale-out and worker memory. Every figure is a
 median of runs; the lines read ``RESULT <name> <value> <unit> [baseline=<v> ratio=<v>]``.
 
+Figures go to ``var/bench/results.json`` (not committed: running the benchmarks leaves a
+checkout clean). The committed reference figures, ``bench/results.json``, which
+docs/performance.md quotes, change only with ``--update-reference``.
+
     python bench/run.py                 # everything, about 10-15 minutes on 2 cores
+    python bench/run.py --update-reference   # ... and merge the figures into bench/results.json
     python bench/run.py --quick         # short smoke runs (about 3 minutes), no results file
     python bench/run.py --only e2e ingest
 """
@@ -21,6 +26,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import DEFAULT_RESULTS, REFERENCE_RESULTS  # noqa: E402
+
 RESULT = re.compile(r"^RESULT (\S+) (\S+) (\S+)(?: baseline=(\S+) ratio=(\S+))?$")
 ORDER = ["geo", "e2e", "ingest", "freshness", "scale", "accuracy"]
 SCRIPTS = {"geo": "bench_geo.py", "e2e": "bench_e2e.py", "ingest": "bench_ingest.py",
@@ -55,15 +64,33 @@ def run_one(name: str, args: list[str]) -> tuple[int, str]:
     return code, "".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="run every benchmark")
     ap.add_argument("--quick", action="store_true", help="smoke runs; no results file")
     ap.add_argument("--only", nargs="+", choices=ORDER, default=ORDER)
-    ap.add_argument("--results", type=Path, default=None,
-                    help="results file (default bench/results.json; none with --quick)")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--results", type=Path, default=None,
+                       help=f"results file (default {DEFAULT_RESULTS.relative_to(HERE.parent)}"
+                       "; none with --quick)")
+    where.add_argument("--update-reference", action="store_true",
+                       help="merge the figures into the committed reference figures, "
+                       f"{REFERENCE_RESULTS.relative_to(HERE.parent)}")
     args = ap.parse_args(argv)
-    common = (["--quick"] if args.quick else []) + (
-        ["--results", str(args.results)] if args.results else [])
+    if args.update_reference and args.quick:
+        ap.error("smoke runs (--quick) are no reference figures")
+    return args
+
+
+def script_args(args: argparse.Namespace) -> list[str]:
+    """The arguments every benchmark script gets (each defaults to DEFAULT_RESULTS)."""
+    results = REFERENCE_RESULTS if args.update_reference else args.results
+    return (["--quick"] if args.quick else []) + (
+        ["--results", str(results)] if results else [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    common = script_args(args)
     t0 = time.perf_counter()
     figures: dict[str, float] = {}
     failed = []

@@ -15,7 +15,7 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,12 +75,15 @@ async def post_uploads(
     max_backoff_s: float = 30.0,
     timeout_s: float = 30.0,
     session: aiohttp.ClientSession | None = None,
+    on_upload: Callable[[int], None] | None = None,
 ) -> UploadStats:
     """POST every upload to ``{base_url}/v1/events``; return what the server said.
 
     ``tokens`` maps device id to bearer token; ``speedup`` 0 or ``inf`` sends as fast as
     possible; ``start_at`` is the simulated instant that maps to "now" (default: the first
     upload's ``send_at``). Uploads must be ordered by ``send_at`` for pacing to hold.
+    ``on_upload`` is called with the number of events of each upload once it is answered
+    or given up (a progress bar).
     """
     url = base_url.rstrip("/") + "/v1/events"
     stats = UploadStats()
@@ -103,6 +106,8 @@ async def post_uploads(
             async with lock:
                 await _post_with_retries(client, url, up, tokens, stats, max_attempts,
                                          backoff_s, max_backoff_s, jitter)
+            if on_upload is not None:
+                on_upload(len(up.events))
         finally:
             sem.release()
 

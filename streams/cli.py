@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +28,53 @@ app.add_typer(devices_app, name="devices")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(config_app, name="config")
 
+#: The committed schema files of a checkout (what the staleness test compares with).
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "json"
+#: Where `geotel schemas export` writes by default: relative to the current directory, so an
+#: installed package is never written into; in a checkout's root it is SCHEMA_DIR.
+SCHEMA_OUT = Path("schemas") / "json"
+
+
+class Noise(StrEnum):
+    """Noise profiles of the simulated phones (simulator/noise.py)."""
+
+    clean = "clean"
+    realistic = "realistic"
+
+
+class SqlFormat(StrEnum):
+    """Output formats of `geotel sql` (the SQL endpoint's formats)."""
+
+    table = "table"
+    csv = "csv"
+    tsv = "tsv"
+    json = "json"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("geotel")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"geotel {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version,
+                                          is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    pass
 
 
 def _settings() -> Settings:
@@ -46,8 +94,9 @@ def _settings() -> Settings:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from streams.logs import configure
+
+    configure(settings)
 
 
 @app.command()
@@ -107,6 +156,30 @@ def _yesterday() -> dt.date:
     return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
 
 
+def _progress_bar(stack: ExitStack) -> Callable[[int, int], None] | None:
+    """An upload progress bar when stdout is a terminal, closed with ``stack``; None
+    otherwise, so piped output stays plain."""
+    if not sys.stdout.isatty():
+        return None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    bar = stack.enter_context(Progress(
+        TextColumn("uploading"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
+        TimeElapsedColumn()))
+    task = bar.add_task("uploads", total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return update
+
+
 @app.command()
 def simulate(
     reps: Annotated[int, typer.Option(min=1, max=250, help="Simulated reps.")] = 20,
@@ -116,17 +189,26 @@ def simulate(
     speedup: Annotated[float, typer.Option(help="Phone time / wall time; 0 = as fast as "
                                            "possible.")] = 600.0,
     seed: Annotated[int, typer.Option()] = 7,
-    noise: Annotated[str, typer.Option(help="clean or realistic")] = "realistic",
+    noise: Annotated[Noise, typer.Option(help="Phone noise profile.")] = Noise.realistic,
     truth: Annotated[Path | None, typer.Option(help="Write the ground truth (JSON lines).")
                      ] = None,
 ) -> None:
-    """Post simulated field days of reps to the running pipeline (`geotel up`)."""
+    """Post simulated field days of reps to the running pipeline (`geotel up`).
+
+    Fails at once when nothing answers on the web port; shows a progress bar on a terminal.
+    """
     from streams.demo import run_simulation
 
+    try:
+        day = dt.date.fromisoformat(start_date) if start_date else _yesterday()
+    except ValueError as exc:
+        raise typer.BadParameter(f"{start_date!r} is not a date (YYYY-MM-DD)",
+                                 param_hint="'--start-date'") from exc
     s = _settings()
-    day = dt.date.fromisoformat(start_date) if start_date else _yesterday()
-    rep = run_simulation(s, reps=reps, days=days, start_date=day, speedup=speedup, seed=seed,
-                         noise=noise, truth=truth)
+    with ExitStack() as stack:
+        rep = run_simulation(s, reps=reps, days=days, start_date=day, speedup=speedup,
+                             seed=seed, noise=noise.value, truth=truth,
+                             progress=_progress_bar(stack))
     typer.echo(f"sent {rep.events_sent} events in {rep.elapsed_s:.1f}s: {rep.accepted} "
                f"accepted, {rep.duplicates} duplicates, {rep.rejected} rejected "
                f"{rep.reject_reasons or ''}")
@@ -155,14 +237,17 @@ def demo(
         console.print(f"pipeline up in {time.monotonic() - t0:.1f}s: web {s.web_host}:"
                       f"{s.web_port}, broker 127.0.0.1:{s.kafka.embedded_port}, chDB "
                       f"{s.chdb_path}")
-        _load_set("territories", d.SAMPLE_WORLD / "territories.geojson")
-        _load_set("accounts", d.SAMPLE_WORLD / "accounts.geojson")
+        world = d.sample_world(s)
+        _load_set("territories", world / "territories.geojson")
+        _load_set("accounts", world / "accounts.geojson")
         d.wait_geo(s)
         day = _yesterday()
         console.print(f"simulating {reps} reps on {day} at {speedup:g}x ...")
-        rep = d.run_simulation(s, reps=reps, days=1, start_date=day, speedup=speedup,
-                               seed=seed, noise="realistic",
-                               truth=s.data_dir / "demo-truth.jsonl")
+        with ExitStack() as bar:
+            rep = d.run_simulation(s, reps=reps, days=1, start_date=day, speedup=speedup,
+                                   seed=seed, noise="realistic",
+                                   truth=s.data_dir / "demo-truth.jsonl", world=world,
+                                   progress=_progress_bar(bar))
         stored_s = d.wait_stored(s, rep.accepted)
         d.wait_derived(s)
         console.print(f"uploaded {rep.events_sent} events in {rep.elapsed_s:.1f}s "
@@ -329,7 +414,9 @@ def render_schemas() -> dict[str, str]:
 
 @schemas_app.command("export")
 def schemas_export(
-    out: Annotated[Path, typer.Option(help="Directory to write into.")] = SCHEMA_DIR,
+    out: Annotated[Path, typer.Option(help="Directory to write into (relative to the current "
+                                      "directory; a checkout's root: the committed files).")
+                   ] = SCHEMA_OUT,
     check: Annotated[bool, typer.Option(help="Fail if the files differ instead of "
                                         "writing.")] = False,
 ) -> None:
@@ -354,8 +441,8 @@ def schemas_export(
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="One read-only statement.")],
-    fmt: Annotated[str, typer.Option("--format", "-f",
-                                     help="table, csv, tsv, json, jsonl or parquet")] = "table",
+    fmt: Annotated[SqlFormat, typer.Option("--format", "-f", help="Output format.")
+                   ] = SqlFormat.table,
     output: Annotated[Path | None, typer.Option("--output", "-o",
                                                 help="Write to a file (needed for parquet).")
                       ] = None,
@@ -364,11 +451,11 @@ def sql(
     from streams.sqlclient import run_sql, terminal_safe
 
     s = _settings()
-    if fmt == "parquet" and output is None:
+    if fmt is SqlFormat.parquet and output is None:
         typer.secho("parquet is binary: give --output FILE", fg="red", err=True)
         raise typer.Exit(2)
     try:
-        body = run_sql(s, query, fmt)
+        body = run_sql(s, query, fmt.value)
     except GeotelError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from exc

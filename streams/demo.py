@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +22,33 @@ from schemas.errors import GeotelError
 from streams.devices import DeviceRecord, issue
 from streams.settings import Profile, Settings
 
-SAMPLE_WORLD = Path(__file__).resolve().parent.parent / "data" / "sample"
+#: Called with (events answered so far, events to send) as uploads finish.
+Progress = Callable[[int, int], None]
 
 
 class DemoError(GeotelError, RuntimeError):
     """The demo could not run (the pipeline did not start, uploads failed)."""
+
+
+def sample_world(s: Settings) -> Path:
+    """The directory of the sample territories and accounts that the demo and `geotel
+    simulate` use: ``data_dir/sample``, written on first use by the seeded generator
+    (``geo.sample``; the same bytes as the checkout's ``data/sample``), so an installed
+    package needs no data files beside it."""
+    world = s.data_dir / "sample"
+    if (world / "territories.geojson").exists() and (world / "accounts.geojson").exists():
+        return world
+    from geo.sample import generate
+
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=s.data_dir, prefix=".sample-"))
+    try:
+        generate(tmp)
+        shutil.rmtree(world, ignore_errors=True)  # a half-written one from an older run
+        tmp.rename(world)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return world
 
 
 @dataclass
@@ -40,6 +65,18 @@ class SimReport:
 def _base_url(s: Settings) -> str:
     host = "127.0.0.1" if s.web_host in ("0.0.0.0", "::") else s.web_host  # noqa: S104
     return f"http://{host}:{s.web_port}"
+
+
+def check_running(s: Settings) -> None:
+    """Fail at once, in one line, when nothing answers on the web port (instead of retrying
+    every upload)."""
+    url = _base_url(s) + "/health"
+    try:
+        httpx.get(url, timeout=3)
+    except httpx.HTTPError as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0] or type(exc).__name__
+        raise DemoError(f"no pipeline answers at {url} ({reason}); start it with `geotel up`"
+                        ) from exc
 
 
 def register(s: Settings, devices: list[tuple[str, str]]) -> dict[str, str]:
@@ -73,19 +110,37 @@ def register(s: Settings, devices: list[tuple[str, str]]) -> dict[str, str]:
 
 def run_simulation(
     s: Settings, *, reps: int, days: int, start_date: dt.date, speedup: float, seed: int,
-    noise: str, truth: Path | None, concurrency: int = 16, world: Path = SAMPLE_WORLD,
+    noise: str, truth: Path | None, concurrency: int = 16, world: Path | None = None,
+    progress: Progress | None = None,
 ) -> SimReport:
+    """Simulate ``reps`` x ``days`` field days and post them to the running pipeline.
+    ``noise`` is ``clean`` or ``realistic``."""
     from simulator.client import post_uploads
     from simulator.noise import NoiseProfile
     from simulator.run import simulate
 
-    profile = NoiseProfile.realistic() if noise == "realistic" else NoiseProfile.clean()
-    sim = simulate(world, reps, days, start_date, seed, profile)
+    profiles = {"realistic": NoiseProfile.realistic, "clean": NoiseProfile.clean}
+    if noise not in profiles:
+        raise DemoError(f"unknown noise profile {noise!r}: {' or '.join(profiles)}")
+    check_running(s)
+    sim = simulate(world or sample_world(s), reps, days, start_date, seed, profiles[noise]())
     if truth is not None:
         sim.write_truth(truth)
     tokens = register(s, sim.devices)
+    total = sim.event_count
+    done = 0
+
+    def finished(n_events: int) -> None:
+        nonlocal done
+        done += n_events
+        if progress is not None:
+            progress(done, total)
+
+    if progress is not None:
+        progress(0, total)
     stats = asyncio.run(post_uploads(_base_url(s), sim.uploads, tokens, speedup=speedup,
-                                     concurrency=concurrency, start_at=None))
+                                     concurrency=concurrency, start_at=None,
+                                     on_upload=finished))
     if stats.uploads_failed:
         raise DemoError(f"{stats.uploads_failed} uploads failed: {stats.errors[:3]}")
     return SimReport(stats.events_sent, stats.accepted, stats.rejected, stats.duplicates,

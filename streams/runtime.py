@@ -69,9 +69,13 @@ def build_pipeline(settings: Settings, clickhouse: Client | None, **kw: Any) -> 
     return pipeline
 
 
-def run_faust(app: faust.App, loglevel: str) -> int:
+def run_faust(app: faust.App, settings: Settings) -> int:
+    from streams.logs import worker_logging_config
+
     raise_fd_limit()
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    # Faust sets up logging itself (its own text format) unless it is given a config.
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True,
+                          logging_config=worker_logging_config(settings))
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
@@ -97,7 +101,7 @@ def run_worker(settings: Settings, *, ingest: bool = True) -> int:
     try:
         pipeline = build_pipeline(settings, client, reader=reader, ingest=ingest,
                                   analyst=analyst)
-        return run_faust(pipeline.app, settings.log_level)
+        return run_faust(pipeline.app, settings)
     finally:
         if analyst is not None:
             analyst.close()
@@ -115,7 +119,7 @@ def run_ingest(settings: Settings) -> int:
     prepare_data_dir(settings)
     ensure_topics(settings)
     pipeline = build_pipeline(settings, None, run_agents=False, ingest=True)
-    return run_faust(pipeline.app, settings.log_level)
+    return run_faust(pipeline.app, settings)
 
 
 def _stop_if_broker_dies(broker: Any) -> None:

@@ -227,6 +227,10 @@ class Settings(BaseSettings):
                           description="Port of the worker web server (ingest, health, SQL).")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info",
                                                                       description="Log level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`text`, or `json`: one JSON object per line with `ts` "
+        "(UTC, ISO 8601), `level`, `logger` and `message` (and `exc` with a traceback), for "
+        "log collectors. Applies to the CLI and the worker, Faust's own logs included.")
     kafka: KafkaSettings = KafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     ingest: IngestSettings = IngestSettings()

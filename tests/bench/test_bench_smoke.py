@@ -71,3 +71,28 @@ def test_run_parses_result_lines() -> None:
     text = ("info: x\nRESULT e2e_events_per_s 1234 events/s baseline=100 ratio=12.34\n"
             "RESULT ingest_p99_ms 12.5 ms\n")
     assert parse_results(text) == {"e2e_events_per_s": 1234.0, "ingest_p99_ms": 12.5}
+
+
+def test_results_go_to_an_ignored_path_unless_the_reference_is_asked_for(tmp_path: Path
+                                                                       ) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from common import DEFAULT_RESULTS, REFERENCE_RESULTS, merge_results
+    from run import parse_args, script_args
+
+    # Each script merges into DEFAULT_RESULTS when run.py passes no --results.
+    assert script_args(parse_args([])) == []
+    assert script_args(parse_args(["--quick"])) == ["--quick"]
+    assert script_args(parse_args(["--update-reference"])) == ["--results",
+                                                                str(REFERENCE_RESULTS)]
+    assert REFERENCE_RESULTS == ROOT / "bench" / "results.json"
+    with pytest.raises(SystemExit):
+        parse_args(["--update-reference", "--quick"])
+    rel = DEFAULT_RESULTS.relative_to(ROOT)
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(rel)], cwd=ROOT)
+    assert ignored.returncode == 0, f"{rel} is not git-ignored: a bench run dirties checkouts"
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "bench/results.json"],
+                             cwd=ROOT, capture_output=True)
+    assert tracked.returncode == 0, "the reference figures are committed"
+    fresh = tmp_path / "var" / "bench" / "results.json"  # its folder is made on first use
+    merge_results(fresh, {"x": {"value": 1}})
+    assert json.loads(fresh.read_text()) == {"x": {"value": 1}}
