@@ -212,6 +212,11 @@ def _run_sessions(wl: Any, enricher: Any, batch: int, derive_every: int) -> None
         geo = enricher.enrich_rows(rb.rows)
         batches.append([v for _, v in encode_enriched_rows(rb.rows, rb.models, geo)])
     index = enricher.index
+    from processors import kernels
+
+    t = time.perf_counter()
+    kernels.warm_up()  # as the stage does when it starts: load (or compile) the kernels
+    info(f"derivation kernels loaded in {time.perf_counter() - t:.2f} s (not counted below)")
     states: dict[str, Any] = {}
     cost: dict[str, float] = defaultdict(float)
     n = derivations = 0

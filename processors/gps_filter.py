@@ -93,10 +93,14 @@ def filter_pings(
     pings: Sequence[Ping],
     params: SessionParams,
     clock_offsets_s: Mapping[str, float] | None = None,
+    *,
+    compiled: bool = True,
 ) -> FilterResult:
     """Filter one rep's pings (any order, duplicates allowed) into a clean track.
 
-    ``clock_offsets_s`` maps device_id to seconds added to that device's ``ts``.
+    ``clock_offsets_s`` maps device_id to seconds added to that device's ``ts``. With
+    ``compiled`` the speed-jump and spike tests run as compiled kernels
+    (:mod:`processors.kernels`), equal to the Python reference here.
     """
     offsets = clock_offsets_s or {}
     uniq, dup_ids = _sorted_unique(pings)
@@ -129,11 +133,13 @@ def filter_pings(
         mark(acc > params.max_accuracy_m, "bad_accuracy")
     _mark_same_instant(track, reason)
 
+    chain, spikes = ((_speed_chain_drops_compiled, _spike_drops_compiled) if compiled
+                     else (_speed_chain_drops, _spike_drops))
     alive = np.flatnonzero(reason == "")
-    drop = _speed_chain_drops(track.take(alive), params)
+    drop = chain(track.take(alive), params)
     reason[alive[drop]] = "speed_jump"
     alive = np.flatnonzero(reason == "")
-    drop = _spike_drops(track.take(alive), params)
+    drop = spikes(track.take(alive), params)
     reason[alive[drop]] = "spike"
 
     kept_mask = np.asarray(reason == "", dtype=bool)
@@ -206,6 +212,22 @@ def _speed_chain_drops(track: Track, params: SessionParams) -> npt.NDArray[np.in
         keep[j] = True
         j = int(prev[j])
     return np.flatnonzero(~keep)
+
+
+def _speed_chain_drops_compiled(track: Track, params: SessionParams) -> npt.NDArray[np.intp]:
+    # Imported on first use: numba takes a second to import, and most processes (ingest,
+    # the CLI) never derive.
+    from processors import kernels
+
+    return kernels.speed_chain_drops(track.t, track.lon, track.lat, track.acc,
+                                     params.max_speed_mps, params.jump_max_points)
+
+
+def _spike_drops_compiled(track: Track, params: SessionParams) -> npt.NDArray[np.intp]:
+    from processors import kernels
+
+    return kernels.spike_drops(track.t, track.lon, track.lat, track.acc, track.speed,
+                               params.spike_min_excess_m, params.spike_max_window_s)
 
 
 def _spike_drops(track: Track, params: SessionParams) -> npt.NDArray[np.intp]:

@@ -107,11 +107,15 @@ def derive_rep_day(
     places: PlaceLookup,
     params: SessionParams = DEFAULT_PARAMS,
     version: int = 0,
+    *,
+    compiled: bool = True,
 ) -> tuple[list[Segment], RepDay]:
     """Segments (stop, visit, travel, break) and the :class:`RepDay` summary of one rep-day.
 
     ``events`` are the rep's events of that local day (see :func:`event_time`), in any
     order, duplicates allowed; ``places`` holds the accounts, offices and this rep's home.
+    ``compiled=False`` runs the pure-Python reference of the filter, stops and travel
+    instead of their kernels (:mod:`processors.kernels`; the same records).
     """
     zone = ZoneInfo(tz) if isinstance(tz, str) else tz
     evs = [e for e in unique_events(events) if e.rep_id == rep_id]
@@ -127,10 +131,10 @@ def derive_rep_day(
                 and (e.received_at is None
                      or (e.ts - e.received_at).total_seconds() <= params.max_future_s)]
     subs = [e for e in evs if isinstance(e, VisitSubmission)]
-    filtered = filter_pings(pings, params, offsets)
+    filtered = filter_pings(pings, params, offsets, compiled=compiled)
     track = filtered.kept
-    stops = detect_stops(track, params)
-    moves = travel_between(track, stops, params)
+    stops = detect_stops(track, params, compiled=compiled)
+    moves = travel_between(track, stops, params, compiled=compiled)
     stop_places = label_stops(stops, places)
     marks = [Mark(at(c, c.ts), c.action.value, str(c.event_id), c.account_id, c.visit_id)
              for c in checkins]

@@ -128,8 +128,17 @@ def _merge(clusters: list[list[int]], track: Track, params: SessionParams) -> li
     return merged
 
 
-def detect_stops(track: Track, params: SessionParams) -> list[Stop]:
-    """Stops of a filtered, time-sorted track, in time order and non-overlapping."""
+def detect_stops(track: Track, params: SessionParams, *, compiled: bool = True) -> list[Stop]:
+    """Stops of a filtered, time-sorted track, in time order and non-overlapping. With
+    ``compiled``: :func:`processors.kernels.stop_runs`, equal to the Python below."""
+    if compiled:
+        from processors import kernels  # on first use: numba is slow to import
+
+        p = params
+        cols = kernels.stop_runs(track.t, track.lon, track.lat, p.stop_radius_m,
+                                 p.stop_max_gap_s, p.stop_excursion_max_s,
+                                 p.stop_min_duration_s, p.stop_merge_gap_s, p.travel_max_gap_s)
+        return [Stop(*row) for row in zip(*(c.tolist() for c in cols), strict=True)]
     t = track.t
     stops: list[Stop] = []
     for members in _merge(_clusters(track, params), track, params):
@@ -213,11 +222,26 @@ def _path_distance(nodes: list[_Node], params: SessionParams) -> float:
     return total
 
 
-def travel_between(track: Track, stops: list[Stop], params: SessionParams) -> list[Move]:
-    """Travel and gap pieces covering the track's time outside stops, in time order."""
+def travel_between(track: Track, stops: list[Stop], params: SessionParams, *,
+                   compiled: bool = True) -> list[Move]:
+    """Travel and gap pieces covering the track's time outside stops, in time order. With
+    ``compiled``: :func:`processors.kernels.travel_moves`, equal to the Python below."""
     n = len(track)
     if n == 0:
         return []
+    if compiled:
+        from processors import kernels
+
+        ints = np.array([(s.first, s.last) for s in stops], dtype=np.int64).reshape(-1, 2)
+        fl = np.array([(s.start_t, s.end_t, s.lon, s.lat) for s in stops],
+                      dtype=np.float64).reshape(-1, 4).T.copy()
+        ints = ints.T.copy()
+        cols = kernels.travel_moves(
+            track.t, track.lon, track.lat, np.nan_to_num(track.acc, nan=params.travel_min_step_m),
+            track.speed, track.heading, ints[0], ints[1], fl[0], fl[1], fl[2], fl[3],
+            params.travel_min_step_m, params.travel_max_gap_s,
+            params.speed_integration_max_dt_s, params.turn_max_ratio)
+        return [Move(*row) for row in zip(*(c.tolist() for c in cols), strict=True)]
     t, lon, lat = track.t.tolist(), track.lon.tolist(), track.lat.tolist()
     acc = np.nan_to_num(track.acc, nan=params.travel_min_step_m).tolist()
     speed, heading = track.speed.tolist(), track.heading.tolist()

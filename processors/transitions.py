@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from processors.config import DEFAULT_PARAMS, SessionParams
@@ -97,7 +98,7 @@ _MACHINES = (
 
 def usable_fixes(
     rep_id: str, events: Iterable[AnyEvent], params: TransitionParams,
-    filter_params: SessionParams = DEFAULT_PARAMS,
+    filter_params: SessionParams = DEFAULT_PARAMS, *, compiled: bool = True,
 ) -> list[EnrichedPing]:
     """The rep's enriched fixes that may place it, one per event_id, sorted by (ts, event_id).
 
@@ -111,7 +112,7 @@ def usable_fixes(
     pings: list[EnrichedPing] = [e for e in unique_events(enriched)
                                  if isinstance(e, EnrichedPing)]
     fparams = filter_params.model_copy(update={"max_accuracy_m": params.max_accuracy_m})
-    kept = set(filter_pings(pings, fparams).kept.event_id.tolist())
+    kept = set(filter_pings(pings, fparams, compiled=compiled).kept.event_id.tolist())
     return [p for p in pings if str(p.event_id) in kept]
 
 
@@ -123,6 +124,7 @@ def derive_transitions(
     *,
     filter_params: SessionParams = DEFAULT_PARAMS,
     version: int = 0,
+    compiled: bool = True,
 ) -> list[Transition]:
     """Territory enter/exit and account arrive/leave transitions of one rep-day.
 
@@ -130,9 +132,11 @@ def derive_transitions(
     only :class:`~schemas.derived.EnrichedPing` s of ``rep_id`` are used. ``filter_params``
     supplies the GPS filter's other settings (its ``max_accuracy_m`` is replaced by
     ``params.max_accuracy_m``). Sorted by ``at``; at one instant account_leave,
-    territory_exit, territory_enter, account_arrive.
+    territory_exit, territory_enter, account_arrive. ``compiled=False`` runs the Python
+    reference of the filter and the state machines instead of their kernels
+    (:mod:`processors.kernels`; the same transitions).
     """
-    fixes = usable_fixes(rep_id, events, params, filter_params)
+    fixes = usable_fixes(rep_id, events, params, filter_params, compiled=compiled)
     out: list[Transition] = []
 
     def emit(kind: TransitionKind, subject: str, p: EnrichedPing) -> None:
@@ -141,6 +145,10 @@ def derive_transitions(
             rep_id=rep_id, local_date=local_date, kind=kind, subject_id=subject, at=p.ts,
             lon=p.lon, lat=p.lat, geo_version=p.geo.geo_version, version=version))
 
+    if compiled:
+        _compiled_machines(fixes, params, emit)
+        out.sort(key=lambda t: (t.at, _KIND_ORDER[t.kind], t.subject_id))
+        return out
     for m in _MACHINES:
         confirmed: str | None = None  # the day starts nowhere
         run_value: str | None = None
@@ -163,6 +171,30 @@ def derive_transitions(
                 confirmed, run_first, run_len = v, None, 0
     out.sort(key=lambda t: (t.at, _KIND_ORDER[t.kind], t.subject_id))
     return out
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US = dt.timedelta(microseconds=1)
+
+
+def _compiled_machines(fixes: list[EnrichedPing], params: TransitionParams,
+                       emit: Callable[[TransitionKind, str, EnrichedPing], None]) -> None:
+    """The state machines of :func:`derive_transitions` as :func:`kernels.transition_runs`
+    over value codes and exact microseconds (what ``timedelta.total_seconds`` divides)."""
+    if not fixes:
+        return
+    from processors import kernels  # on first use: numba is slow to import
+
+    ts_us = np.array([(p.ts - _EPOCH) // _US for p in fixes], dtype=np.int64)
+    for m in _MACHINES:
+        names: dict[str, int] = {}
+        codes = np.array([-1 if (v := m.value(p)) is None else names.setdefault(v, len(names))
+                          for p in fixes], dtype=np.int64)
+        values = list(names)
+        at, kind, subject = kernels.transition_runs(codes, ts_us, params.min_pings,
+                                                    params.min_dwell_s)
+        for i, k, s in zip(at.tolist(), kind.tolist(), subject.tolist(), strict=True):
+            emit(m.enter if k else m.exit, values[s], fixes[i])
 
 
 __all__ = [

@@ -2,9 +2,12 @@
 
 Glue around :class:`processors.RepSessionState`:
 
-* uploads of a rep are added to its state without deriving; a dirty rep-day is derived at
-  most every ``sessions.derive_interval_s`` (many uploads, one derivation), by the agent or
-  by a timer when traffic stops;
+* uploads of a rep are added to its state without deriving; a dirty rep-day is derived as
+  soon as the stage has read its input to the end (every assigned ``telemetry.enriched``
+  partition taken up to the end offset its last fetch reported), and while input keeps
+  coming at most every ``worker.derive_interval_s`` (many uploads, one derivation); both
+  paced to a share of the time (streams/pacing.py), by the agent after a batch or by a
+  timer;
 * the derived records go to ClickHouse (``rep_daily``, ``segments``, ``transitions``) and to
   ``field.workdays``, ``field.segments``, ``field.transitions``; events the state refuses
   (``too_late``, ``in_future``) go to the dead-letter topic and table;
@@ -55,7 +58,8 @@ from sinks.rows import (
     transition_current_rows,
 )
 from sinks.writer import ClickHouseWriter
-from streams.pacing import DerivePacer
+from streams.batch_consumer import fetched_ends
+from streams.pacing import DerivePacer, caught_up
 from streams.privacy import (
     closed_watermarks,
     day_bounds,
@@ -205,6 +209,12 @@ class SessionStage:
     async def run(self, stream: Any) -> None:
         self.stream = stream
         cfg = self.p.settings.worker
+        # Load the compiled derivation kernels now (from their disk cache; compiled once
+        # after an install), not in the first derivation. Imported here: numba takes a
+        # second to import, and processes without this stage never need it.
+        from processors import kernels
+
+        await asyncio.get_running_loop().run_in_executor(None, kernels.warm_up)
         async for events in stream.noack_take(cfg.batch_max_messages, cfg.batch_within_s):
             await self.p.geo_ready()
             async with self.lock:
@@ -306,8 +316,9 @@ class SessionStage:
         retracted: list[tuple[str, dt.date, int, tuple[uuid.UUID, ...]]] = []
         closed: dict[str, tuple[str, list[dt.date]]] = {}
         watermarks: dict[str, dt.datetime] = {}
-        interval = self.pacer.interval_s
+        interval = self.pacer.interval_for(await self.input_caught_up())
         busy_from = time.perf_counter()
+        derived = self.derivations
         for rep, state in self.states.items():
             if not state.dirty:
                 continue
@@ -342,7 +353,8 @@ class SessionStage:
                 closed[rep] = (str(state.tz), days)
                 if state.watermark is not None:
                     watermarks[rep] = state.watermark
-        self.pacer.record(time.perf_counter() - busy_from)
+        if self.derivations > derived:
+            self.pacer.record(time.perf_counter() - busy_from)
         if updates:
             await self._publish(updates, transitions, retracted)  # rows first, then redaction
         if closed:
@@ -350,6 +362,35 @@ class SessionStage:
         await self._ack_clean()
         self._evict()
         self.transition_ids.keep_reps(self.states)
+
+    async def input_caught_up(self) -> bool:
+        """Has the stage taken every message of its ``telemetry.enriched`` partitions up to
+        the end offsets the consumer's last fetches reported (nothing more is waiting, not
+        even in the consumer's buffers)? Where it has taken nothing since the partition was
+        assigned, the consumer's position stands for what it read."""
+        topic = self.p.enriched_topic_name
+        try:
+            consumer = self.p.app.consumer
+            tps = [tp for tp in consumer.assignment() if tp.topic == topic]
+        except Exception:
+            return False
+        ends = fetched_ends(consumer, tps)
+        marks = self.p.read_marks.last
+        next_offsets: dict[Any, int] = {}
+        for tp in tps:
+            mark = marks.get((tp.topic, tp.partition))
+            if mark is not None:
+                next_offsets[tp] = mark[0] + 1
+            elif ends.get(tp, 1) > 0:
+                try:
+                    pos = await asyncio.wait_for(consumer.position(tp), 1.0)
+                except Exception:
+                    return False
+                if pos is not None:
+                    next_offsets[tp] = pos
+            else:
+                next_offsets[tp] = 0
+        return caught_up(tps, ends, next_offsets)
 
     async def _redact(self, closed: dict[str, tuple[str, list[dt.date]]],
                       watermarks: dict[str, dt.datetime] | None = None) -> bool:

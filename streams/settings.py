@@ -146,13 +146,18 @@ class WorkerSettings(_Section):
                                    description="Run the sessions stage (work days, stops, "
                                    "visits, travel, transitions) in this worker.")
     derive_interval_s: float = Field(default=15.0, ge=0,
-                                     description="A rep-day with new events is re-derived at "
-                                     "most this often: many uploads, one derivation. Also the "
-                                     "delay before field.* records and rep_daily update.")
+                                     description="While input keeps coming, a rep-day with "
+                                     "new events is re-derived at most this often: many "
+                                     "uploads, one derivation. Once the sessions stage has "
+                                     "read its input to the end, dirty rep-days are derived at "
+                                     "once (within derive_budget).")
     derive_budget: float = Field(default=0.3, gt=0, le=1,
                                  description="Share of the worker's time derivation may take. "
                                  "Past it the derivation interval stretches in proportion "
-                                 "(each rep-day is re-derived less often; intake keeps up).")
+                                 "(each rep-day is re-derived less often; intake keeps up), "
+                                 "and a round of derivation on caught-up input waits until "
+                                 "the previous round took at most this share of the time "
+                                 "since it began.")
     max_derive_interval_s: float = Field(default=300.0, gt=0,
                                          description="The longest the stretched derivation "
                                          "interval gets, however busy the worker.")
