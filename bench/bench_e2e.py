@@ -255,7 +255,8 @@ def run_ours(wl: Workload, window_s: float) -> OursRun:
         finally:
             proc.stop()
     rate = counted / secs
-    stage = ("sessions stage off" if sessions is None else
+    stage = ("sessions stage not waited for" if not drained else
+             "sessions stage off" if sessions is None else
              f"sessions stage done {secs - intake_secs:.2f}s after the intake: "
              f"{sessions.get('derivations')} derivations, {sessions.get('rebuilt_reps')} "
              f"reps rebuilt")
