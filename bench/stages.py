@@ -193,6 +193,8 @@ def _run_columns(wl: Any, enricher: Any, client: Any, batch: int, flush_rows: in
         t6 = _clock()
         if tuples:
             data = [c.to_pylist() for c in table.columns]
+            form = table.column_names.index("form")
+            data[form] = [dict(v) for v in data[form]]
             t7 = _clock()
             writer.add_columns("events_all", EVENT_COLUMN_NAMES, data,
                                {("raw", 2): (b, b + 1)}, ticks=("ts", "received_at"))

@@ -6,6 +6,8 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from processors.intake import AnyEvent
 from schemas.columns import EventColumns
@@ -83,7 +85,12 @@ def encode_enriched_columns(batch: EventColumns) -> Iterator[tuple[bytes, bytes]
     # has to scan tens of thousands of them (it did, and that doubled the cost).
     dumps, opt = orjson.dumps, orjson.OPT_UTC_Z
     t = batch.table
-    col = {name: t.column(name).to_pylist() for name in (
+    # Times as UTC ISO text made by Arrow: Python datetimes out of Arrow cost more than the
+    # rest of the columns together.
+    times = {name: pc.replace_substring(t.column(name).cast(pa.string()), " ", "T",
+                                        max_replacements=1).to_pylist()
+             for name in ("ts", "received_at")}
+    col = {name: times[name] if name in times else t.column(name).to_pylist() for name in (
         "event_id", "rep_id", "device_id", "kind", "ts", "received_at", "lat", "lon",
         "accuracy_m", "speed_mps", "heading_deg", "altitude_m", "battery_pct", "provider",
         "is_mock", "action", "account_id", "visit_id", "submission_json", "territory_id",
