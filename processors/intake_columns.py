@@ -253,9 +253,8 @@ def _typed_columns(typed: Sequence[tuple[int, list[_Ping | _CheckIn], list[int] 
     failed a check)."""
     if not typed:
         return EVENT_SCHEMA.empty_table(), np.zeros(0, dtype=np.int64), set()
-    counts = np.fromiter((len(evs) for _, evs, _ in typed), dtype=np.int64, count=len(typed))
-    msg = np.repeat(np.fromiter((m for m, _, _ in typed), dtype=np.int64, count=len(typed)),
-                    counts)
+    counts = np.array([len(evs) for _, evs, _ in typed], dtype=np.int64)
+    msg = np.repeat(np.array([m for m, _, _ in typed], dtype=np.int64), counts)
     first = np.cumsum(counts) - counts
     within = np.arange(int(counts.sum())) - np.repeat(first, counts)
     for j, (_, evs_, at) in enumerate(typed):
@@ -264,7 +263,7 @@ def _typed_columns(typed: Sequence[tuple[int, list[_Ping | _CheckIn], list[int] 
     keys = msg * _KEY + within
     evs = [e for _, batch, _ in typed for e in batch]
     n = len(evs)
-    is_ping = np.fromiter((type(e) is _Ping for e in evs), dtype=bool, count=n)
+    is_ping = np.fromiter(map(_Ping.__instancecheck__, evs), dtype=bool, count=n)
     pi, ci = np.flatnonzero(is_ping), np.flatnonzero(~is_ping)
     pings: list[Any] = [evs[i] for i in pi.tolist()]
     checks: list[Any] = [evs[i] for i in ci.tolist()]
@@ -298,12 +297,14 @@ def _typed_columns(typed: Sequence[tuple[int, list[_Ping | _CheckIn], list[int] 
     ok &= _matches(visit, _RE_IDENT, null_ok=True)
     ok &= ~(pc.is_in(action, pa.array(_VISIT_ACTIONS)).to_numpy(zero_copy_only=False)
             & pc.is_null(account).to_numpy(zero_copy_only=False))
-    stamp_us = np.fromiter((_micros(stamps[m]) for m, _, _ in typed), dtype=np.int64,
-                           count=len(typed))
     ts, ts_ok = _times(ts_s)
     rcv, rcv_ok = _times(rcv_s)
     rcv_null = pc.is_null(rcv_s).to_numpy(zero_copy_only=False)
-    rcv = np.where(rcv_null, np.repeat(stamp_us, counts), rcv)
+    if rcv_null.any():  # the message's stamp stands in (ingest always sets received_at)
+        nulls = np.flatnonzero(rcv_null)
+        rcv = rcv.copy()  # (may be a read-only view of Arrow's buffer)
+        rcv[nulls] = np.array([_micros(stamps[m]) for m in msg[nulls].tolist()],
+                              dtype=np.int64)
     ok &= ts_ok & (rcv_ok | rcv_null)
     ok &= (ts >= _MIN_US) & (ts <= _MAX_US) & (rcv >= _MIN_US) & (rcv <= _MAX_US)
     ok &= _within_limits(ts, rcv, limits)
