@@ -1,33 +1,42 @@
 """Benchmark: end-to-end worker throughput, Kafka -> validated, enriched rows in ClickHouse.
 
-Workload: simulated field days (realistic noise: GPS error, gaps, offline backlogs, resent
-uploads) of 250 reps over the sample world, one ``telemetry.raw`` message per upload exactly as
-the ingest endpoint writes them (key device_id, value ``{"events": [...]}`` with
-``received_at``), preloaded into a fresh embedded broker, with the sample territories and
-accounts published on their compacted topics. Then ONE ``geotel worker`` process consumes it.
+Workload: 1,000,000 simulated events by default: field days (realistic noise: GPS error,
+gaps, offline backlogs, resent uploads) of 250 reps over the sample world, one
+``telemetry.raw`` message per upload exactly as the ingest endpoint writes them (key
+device_id, value ``{"events": [...]}`` with ``received_at``), preloaded into a fresh embedded
+broker, with the sample territories and accounts published on their compacted topics. The
+generated workload is cached under var/ (keyed by its parameters). Then the pipeline
+(``geotel worker``, sessions on) consumes it.
 
 Timing: from the first ``/health`` poll (every 50 ms) that shows rows written to the moment
-the worker is done with every event: ``components.sink.rows`` covers every event (stored or
+the pipeline is done with every event: ``components.sink.rows`` covers every event (stored or
 dead-lettered), confirmed by the distinct event ids in ClickHouse, AND the sessions stage has
 consumed every ``telemetry.enriched`` message (its ``consumed_messages`` reach the topic's end
 offsets), holds nothing underived (``dirty_reps`` 0) and has acked everything
-(``pending_messages`` 0), with derived ``rep_daily`` rows present. Worker start-up, group join
-and the first batch are excluded: the rows already written at the first poll are subtracted.
+(``pending_messages`` 0), with derived ``rep_daily`` rows present. Start-up, group join and
+the first batch are excluded: the rows already written at the first poll are subtracted.
 An intake drain slower than ``--window`` seconds is measured over the window instead (events
 stored in it, from distinct event ids in ClickHouse scaled by the workload's events per
 distinct id; the sessions stage is then not waited for), so a slow build still finishes.
 
-Baselines, in the same run, on the same events:
+CPU over the same interval, from /proc: ``pipeline_cpu_us_per_event`` is the user+system CPU
+of every process the pipeline command started (its session), per event; the info line gives
+each process's share. ``broker_cpu_us_per_event`` is the broker's. These are steadier than
+rates on a shared machine: compare runs by them.
+
+Baselines, in the same run:
 
 (a) ``bench/naive_app.py``: the obvious Faust agent (one event per message and iteration,
     pydantic, shapely lookup per point, chDB inserts of 1,000 rows) -> ``baseline``/``ratio``
-    of ``e2e_events_per_s``. Timed the same way.
-(b) the read limit: aiokafka reading the same topic (all partitions, one process) and decoding
-    every message with orjson, timed from the first fetch -> ``e2e_read_limit_ratio``.
+    of ``e2e_events_per_s``. Timed the same way, on the first 30,000 events (its rate is
+    steady).
+(b) the read limit: aiokafka ``getmany`` reading the preloaded topic itself (all partitions,
+    one process, on the same broker just before the pipeline starts) and decoding every
+    message with orjson, timed from the first fetch -> ``e2e_read_limit_ratio``.
 
-    python bench/bench_e2e.py            # 150k events (baseline (a): 30k), median of 3,
-                                         # updates var/bench/results.json
-    python bench/bench_e2e.py --quick    # 30k events, 1 run, no results file
+    python bench/bench_e2e.py                   # 1M events, updates var/bench/results.json
+    python bench/bench_e2e.py --events 100000   # the short variant
+    python bench/bench_e2e.py --quick           # 30k events, no results file
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +62,8 @@ from common import (
     Figure,
     Proc,
     Workload,
+    broker_process,
+    cpu_s,
     embedded_broker,
     free_port,
     info,
@@ -60,6 +72,7 @@ from common import (
     produce,
     report,
     run_dir,
+    session_cpu_s,
     settings_for,
     simulated_workload,
     sql_scalar,
@@ -68,12 +81,6 @@ from common import (
 )
 
 POLL_S = 0.05
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system, all threads) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def time_sink(http: httpx.Client, base: str, expected: int, proc: Proc, window_s: float,
@@ -166,49 +173,107 @@ def wait_sessions(http: httpx.Client, base: str, bootstrap: str, topic: str, pro
     return state
 
 
-def run_ours(wl: Workload, window_s: float) -> float:
+@dataclass
+class OursRun:
+    """One measured run of the pipeline on the preloaded workload."""
+
+    rate: float  # events/s until stored and derived
+    read_rate: float  # the read limit on the same topic, same broker
+    pipeline_cpu_us: float  # CPU of every geotel process, per event
+    broker_cpu_us: float  # CPU of the broker, per event
+    wall_s: float  # the measured drain
+
+
+def read_limit(bootstrap: str, topic: str, events: int) -> float:
+    """aiokafka, all partitions assigned, every message decoded with orjson; events/s from
+    the first fetch."""
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    async def read() -> float:
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                             enable_auto_commit=False, auto_offset_reset="earliest",
+                             fetch_max_bytes=64 * 1024 * 1024,
+                             max_partition_fetch_bytes=8 * 1024 * 1024)
+        await c.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic))]
+            c.assign(tps)
+            await c.seek_to_beginning(*tps)
+            seen = 0
+            t0 = time.perf_counter()
+            while seen < events:
+                batch = await c.getmany(timeout_ms=1000, max_records=10_000)
+                for records in batch.values():
+                    for r in records:
+                        seen += len(orjson.loads(r.value)["events"])
+            return events / (time.perf_counter() - t0)
+        finally:
+            await c.stop()
+
+    return asyncio.run(read())
+
+
+def run_ours(wl: Workload, window_s: float) -> OursRun:
     root = run_dir("e2e-ours")
-    with embedded_broker(root) as port, httpx.Client() as http:
+    with broker_process(root) as broker, httpx.Client() as http:
+        port = broker.port
         s = settings_for(root / "setup", port)
         prepare_topics_and_geo(s)
-        load_s = produce(s.bootstrap_servers, s.topic("telemetry.raw"), wl.messages)
+        raw = s.topic("telemetry.raw")
+        load_s = produce(s.bootstrap_servers, raw, wl.messages)
+        # The read limit of this very topic, before the pipeline starts (same broker, same
+        # messages, nothing else running against it).
+        read = read_limit(s.bootstrap_servers, raw, wl.events)
+        info(f"read limit: {read:,.0f} ev/s ({len(wl.messages):,} messages)")
         proc, base = start_worker(root, port)
         try:
             def stored() -> int:
                 return int(sql_scalar(http, base, "SELECT uniqExact(event_id) FROM events_all"))
 
             called = time.perf_counter()
-            cpu: list[float] = []
+            cpu: list[tuple[dict[str, float], float]] = []
+
+            def sample() -> None:
+                cpu.append((session_cpu_s(proc.pid), cpu_s(broker.proc.pid)))
+
             secs, counted, startup, drained = time_sink(
                 http, base, wl.events, proc, window_s, stored, wl.events / wl.distinct_valid,
-                on_start=lambda: cpu.append(cpu_s(proc.pid)))
+                on_start=sample)
             intake_secs = secs
             sessions = None
             if drained:
                 # Honest end: the sessions stage has consumed and derived the events too.
                 t0 = called + startup
                 sessions = wait_sessions(http, base, s.bootstrap_servers,
-                                         s.topic("telemetry.enriched"), proc, 600)
+                                         s.topic("telemetry.enriched"), proc, 1800)
                 secs = time.perf_counter() - (called if startup == 0.0 else t0)
-            cpu.append(cpu_s(proc.pid))
+            sample()
             geo = sql_scalar(http, base, "SELECT round(countIf(geo_version > 0) / count(), 4) "
                              "FROM events_all WHERE kind = 'ping'")
         finally:
             proc.stop()
     rate = counted / secs
-    stage = ("sessions stage off" if sessions is None else
+    stage = ("sessions stage not waited for" if not drained else
+             "sessions stage off" if sessions is None else
              f"sessions stage done {secs - intake_secs:.2f}s after the intake: "
              f"{sessions.get('derivations')} derivations, {sessions.get('rebuilt_reps')} "
              f"reps rebuilt")
-    # The worker's own CPU per event is steadier than its rate on a shared machine.
-    cpu_us = (cpu[-1] - cpu[0]) / counted * 1e6 if len(cpu) == 2 else float("nan")
-    info(f"ours: {counted:,.0f} events in {secs:.2f}s = {rate:,.0f} ev/s, worker CPU "
-         f"{cpu_us:.0f} us/event "
+    # CPU per event is steadier than rates on a shared machine.
+    (p0, b0), (p1, b1) = cpu[0], cpu[-1]
+    per_proc = {k: v - p0.get(k, 0.0) for k, v in p1.items()}
+    pipeline_us = sum(per_proc.values()) / counted * 1e6
+    broker_us = (b1 - b0) / counted * 1e6
+    shares = ", ".join(f"{k.split(' ', 1)[1]} {v / counted * 1e6:.1f}"
+                       for k, v in sorted(per_proc.items(), key=lambda kv: -kv[1]))
+    info(f"ours: {counted:,.0f} events in {secs:.2f}s = {rate:,.0f} ev/s "
          f"({'all drained and derived' if drained else f'{window_s:.0f} s window, not drained'}"
          f"; intake alone {counted / intake_secs:,.0f} ev/s; {stage}; preload "
          f"{load_s:.1f}s, start-up to first rows {startup:.1f}s, pings enriched with a geo "
          f"version: {float(geo):.1%})")
-    return rate
+    info(f"CPU us/event: pipeline {pipeline_us:.1f} ({shares}), broker {broker_us:.1f}")
+    return OursRun(rate, read, pipeline_us, broker_us, secs)
 
 
 def run_naive(wl: Workload, window_s: float) -> float:
@@ -241,83 +306,51 @@ def run_naive(wl: Workload, window_s: float) -> float:
     return rate
 
 
-def run_read_limit(wl: Workload) -> float:
-    """aiokafka, all partitions assigned, every message decoded; from the first fetch."""
-    import orjson
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.structs import TopicPartition
-
-    root = run_dir("e2e-read")
-    with embedded_broker(root) as port:
-        s = settings_for(root / "setup", port)
-        prepare_topics_and_geo(s)
-        topic = s.topic("telemetry.raw")
-        produce(s.bootstrap_servers, topic, wl.messages)
-
-        async def read() -> float:
-            c = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None,
-                                 enable_auto_commit=False, auto_offset_reset="earliest",
-                                 fetch_max_bytes=64 * 1024 * 1024,
-                                 max_partition_fetch_bytes=8 * 1024 * 1024)
-            await c.start()
-            try:
-                tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic))]
-                c.assign(tps)
-                await c.seek_to_beginning(*tps)
-                seen = 0
-                t0 = time.perf_counter()
-                while seen < wl.events:
-                    batch = await c.getmany(timeout_ms=1000, max_records=10_000)
-                    for records in batch.values():
-                        for r in records:
-                            seen += len(orjson.loads(r.value)["events"])
-                return wl.events / (time.perf_counter() - t0)
-            finally:
-                await c.stop()
-
-        rate = asyncio.run(read())
-    info(f"read limit: {rate:,.0f} ev/s ({len(wl.messages):,} messages)")
-    return rate
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="end-to-end worker throughput vs baselines")
+    ap = argparse.ArgumentParser(description="end-to-end pipeline throughput vs baselines")
     ap.add_argument("--quick", action="store_true", help="30k events, 1 run, no results file")
-    ap.add_argument("--events", type=int, default=None)
+    ap.add_argument("--events", type=int, default=None,
+                    help="events preloaded (default 1,000,000; quick 30,000)")
     ap.add_argument("--naive-events", type=int, default=None,
                     help="events for baseline (a) (slow; its rate is steady, default 30k)")
-    ap.add_argument("--runs", type=int, default=None)
+    ap.add_argument("--runs", type=int, default=None, help="default 1")
     ap.add_argument("--window", type=float, default=None,
-                    help="longest measurement per run, s (default 45; quick 20): a slower "
-                    "drain is measured over this window")
+                    help="longest intake drain per run, s (default 600; quick 20): a "
+                    "slower drain is measured over this window")
     ap.add_argument("--results", type=Path, default=None)
     args = ap.parse_args(argv)
-    n = args.events or (30_000 if args.quick else 150_000)
-    runs = args.runs or (1 if args.quick else 3)
+    n = args.events or (30_000 if args.quick else 1_000_000)
+    runs = args.runs or 1
     results = args.results or (None if args.quick else DEFAULT_RESULTS)
-    window = args.window or (20.0 if args.quick else 45.0)
+    window = args.window or (20.0 if args.quick else 600.0)
 
-    t = time.perf_counter()
+    began = time.perf_counter()
     wl = simulated_workload(n)
     naive_wl = simulated_workload(min(n, args.naive_events or 30_000))
     info(f"workload: {wl.events:,} events in {len(wl.messages):,} uploads "
          f"({wl.events / len(wl.messages):.1f} events/upload), {wl.distinct_valid:,} distinct "
-         f"valid ids, {wl.rejects:,} rejects, {wl.reps} reps ({time.perf_counter() - t:.1f}s)")
+         f"valid ids, {wl.rejects:,} rejects, {wl.reps} reps ({time.perf_counter() - began:.1f}s)")
 
-    ours, naive, read, loads = [], [], [], []
+    ours: list[OursRun] = []
+    naive, loads = [], []
     for i in range(runs):
         ours.append(run_ours(wl, window))
         naive.append(run_naive(naive_wl, window))
-        read.append(run_read_limit(wl))
         loads.append(load_1m())
         info(f"run {i + 1}/{runs} done (load average {loads[-1]:.1f})")
-    e2e = Figure("e2e_events_per_s", ours, "events/s")
+    e2e = Figure("e2e_events_per_s", [o.rate for o in ours], "events/s")
     base = Figure("e2e_naive_events_per_s", naive, "events/s")
-    lim = Figure("e2e_read_limit_events_per_s", read, "events/s")
+    lim = Figure("e2e_read_limit_events_per_s", [o.read_rate for o in ours], "events/s")
     e2e.baseline = base.value
-    ratio = Figure("e2e_read_limit_ratio", [o / r for o, r in zip(ours, read, strict=True)],
-                   "ratio", digits=3)
-    report([e2e, base, lim, ratio], results, loads)
+    ratio = Figure("e2e_read_limit_ratio", [o.rate / o.read_rate for o in ours], "ratio",
+                   digits=3)
+    cpu = Figure("pipeline_cpu_us_per_event", [o.pipeline_cpu_us for o in ours], "us/event",
+                 digits=1)
+    broker = Figure("broker_cpu_us_per_event", [o.broker_cpu_us for o in ours], "us/event",
+                    digits=1)
+    info(f"e2e benchmark took {time.perf_counter() - began:.0f}s ({wl.events:,} events, "
+         f"measured drains {', '.join(f'{o.wall_s:.1f}s' for o in ours)})")
+    report([e2e, base, lim, ratio, cpu, broker], results, loads)
     return 0
 
 

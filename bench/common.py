@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-OUT = ROOT / "bench" / "out"  # logs, data dirs and the workload cache (not committed)
+OUT = ROOT / "bench" / "out"  # logs and data dirs (not committed)
+CACHE = ROOT / "var" / "bench-cache"  # generated workloads, keyed by their parameters
 #: Where a run merges its figures unless told otherwise: not committed (var/ is ignored), so
 #: running the benchmarks leaves a checkout clean.
 DEFAULT_RESULTS = ROOT / "var" / "bench" / "results.json"
@@ -154,15 +155,62 @@ def geotel_env(data_dir: Path, kafka_port: int, web_port: int,
 @contextlib.contextmanager
 def embedded_broker(root: Path) -> Iterator[int]:
     """A fresh in-memory Tansu broker per measured run: no lingering group members."""
+    with broker_process(root) as broker:
+        yield broker.port
+
+
+@contextlib.contextmanager
+def broker_process(root: Path) -> Iterator[Any]:
+    """``embedded_broker``, yielding the broker itself (its ``port`` and ``proc.pid``)."""
     from streams.broker import EmbeddedBroker
 
-    port = free_port()
-    broker = EmbeddedBroker(port, log_path=root / "tansu.log")
+    broker = EmbeddedBroker(free_port(), log_path=root / "tansu.log")
     broker.start()
     try:
-        yield port
+        yield broker
     finally:
         broker.stop()
+
+
+# -- CPU time from /proc ------------------------------------------------------------------------
+def _stat(pid: int) -> list[str]:
+    # Fields after the command name: state ppid pgrp session ... utime(11) stime(12)
+    # cutime(13) cstime(14).
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far."""
+    f = _stat(pid)
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def session_cpu_s(sid: int) -> dict[str, float]:
+    """CPU seconds of every live process of session ``sid`` (a ``Proc`` and whatever it
+    started), by ``pid command``; children that already exited and were waited for are
+    counted in their parent's ``cutime``/``cstime``."""
+    tck = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            f = _stat(int(d.name))
+            if int(f[3]) != sid:
+                continue
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        used = int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+        out[f"{d.name} {_short_cmd(cmd)}"] = used / tck
+    return out
+
+
+def _short_cmd(cmd: str) -> str:
+    words = cmd.split()
+    if "streams.cli" in words:
+        return " ".join(words[words.index("streams.cli") + 1:]) or "geotel"
+    return Path(words[0]).name if words else "?"
 
 
 class Proc:
@@ -323,12 +371,18 @@ class Workload:
         return out
 
 
+#: Bump when the simulator or the message format changes, so cached workloads are remade.
+WORKLOAD_VERSION = 1
+
+
 def simulated_workload(n_events: int, *, seed: int = 7, reps: int = 250) -> Workload:
     """At least ``n_events`` events of simulated field days (realistic noise: GPS error, gaps,
-    offline backlogs, resent uploads), cut at an upload boundary; cached under bench/out."""
+    offline backlogs, resent uploads), cut at an upload boundary. Cached under var/ keyed
+    by its parameters (generating 1,000,000 events takes minutes; loading them, seconds)."""
     import orjson
 
-    cache = OUT / "cache" / f"workload-{n_events}-{seed}-{reps}.pkl"
+    cache = CACHE / (f"workload-v{WORKLOAD_VERSION}-{n_events}-{seed}-{reps}-"
+                     f"{SIM_START.isoformat()}-realistic.pkl")
     if cache.exists():
         with cache.open("rb") as fh:
             wl: Workload = pickle.load(fh)

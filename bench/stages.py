@@ -7,13 +7,15 @@ functions as the intake agent, so it tracks them; it is not part of ``make bench
 RESULT lines) and exists to explain the end-to-end figure.
 
     python bench/stages.py --events 100000 --batch 200             # both paths
-    python bench/stages.py --events 60000 --batch 200 --path rows  # the worker's path only
+    python bench/stages.py --events 60000 --batch 200 --path columns --tuples  # the worker's
+                                                        # path; Arrow vs tuple inserts
     python bench/stages.py --events 150000 --path sessions --gc worker  # the sessions stage
 
-``--path sessions`` runs the sessions stage's steps over the enriched messages the intake
-makes of the workload: decode (pydantic), ``RepSessionState.add`` and, every
-``--derive-every`` batches, the derivation of every dirty rep-day and its transitions.
-``--gc`` chooses Python's collector thresholds or the worker's (``streams.app.tune_gc``).
+``--path columns`` is the worker's intake; ``--path sessions`` runs the sessions stage's
+steps over the enriched messages the intake makes of the workload: decode (pydantic),
+``RepSessionState.add`` and, every ``--derive-every`` batches, the derivation of every
+dirty rep-day and its transitions. ``--gc`` chooses Python's collector thresholds or the
+worker's (``streams.app.tune_gc``).
 """
 
 from __future__ import annotations
@@ -38,12 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=200, help="uploads per batch")
     ap.add_argument("--flush-rows", type=int, default=20_000,
-                    help="rows per insert of the row path (the worker's flush_rows); taken "
+                    help="rows per insert of the columns path (the worker's flush_rows); taken "
                     "batches accumulate until then")
-    ap.add_argument("--path", choices=("rows", "models", "both", "sessions"), default="both",
-                    help="rows: the worker's path (fast validation, enrichment columns, one "
-                    "column-oriented insert per flush_rows); models: the pydantic reference "
-                    "path (a model per event, one row-oriented insert per batch)")
+    ap.add_argument("--path", choices=("columns", "models", "both", "sessions"),
+                    default="both",
+                    help="columns: the worker's path (msgspec decode, column checks, "
+                    "EventColumns, one Arrow insert per flush_rows); models: the pydantic "
+                    "reference path (a model per event, one row-oriented insert per batch)")
+    ap.add_argument("--tuples", action="store_true",
+                    help="columns path: also insert each flush as Python column lists (the "
+                    "insert the worker used before Arrow), timed apart")
     ap.add_argument("--derive-every", type=int, default=100,
                     help="sessions path: derive the dirty rep-days every this many batches")
     ap.add_argument("--gc", choices=("default", "worker"), default="default",
@@ -75,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.path in ("models", "both"):
         _run_models(wl, enricher, client, args.batch)
-    if args.path in ("rows", "both"):
-        _run_rows(wl, enricher, client, args.batch, args.flush_rows)
+    if args.path in ("columns", "both"):
+        _run_columns(wl, enricher, client, args.batch, args.flush_rows, args.tuples)
     return 0
 
 
@@ -136,69 +142,87 @@ def _run_models(wl: Any, enricher: Any, client: Any, batch: int) -> None:
     _report(f"models path (pydantic), one insert per batch of {batch} uploads", cost, n, total)
 
 
-def _run_rows(wl: Any, enricher: Any, client: Any, batch: int, flush_rows: int) -> None:
-    """The worker's path (streams/app.py): rows from the fast validation, enrichment
-    columns per taken batch, and per flush the enriched messages and one column-oriented
-    insert. Serial here: the worker overlaps the insert with the next batches."""
-    from processors.intake import RowBatch, TimeLimits, parse_message_rows
+def _run_columns(wl: Any, enricher: Any, client: Any, batch: int, flush_rows: int,
+                 tuples: bool) -> None:
+    """The worker's path (streams/app.py): per taken batch, msgspec decode and column
+    checks into ``EventColumns`` and the enrichment columns; per flush, the enriched
+    messages and one Arrow insert. With ``tuples``, the same rows are also inserted the way
+    the worker did before (column-oriented Python lists, DateTime64 ticks), to compare.
+    Serial here: the worker overlaps the insert with the next batches."""
+    from processors.intake import TimeLimits
+    from processors.intake_columns import IntakeBatch
+    from schemas.columns import EventColumns
     from sinks.rows import EVENT_COLUMN_NAMES
     from sinks.writer import ClickHouseWriter
-    from streams.enrich import encode_enriched_rows
+    from streams.enrich import encode_enriched_columns
 
     writer = ClickHouseWriter(client)
     limits = TimeLimits()
     now = dt.datetime.now(dt.UTC)
     cost: dict[str, float] = defaultdict(float)
     n = inserts = 0
-    rows: list[Any] = []
-    geo: list[list[Any]] = [[] for _ in range(6)]
-    models: dict[int, Any] = {}
+    group: list[Any] = []
+    rows = 0
     t_all = _clock()
     for b in range(0, len(wl.messages), batch):
         chunk = wl.messages[b:b + batch]
         t = _clock()
-        rb = RowBatch()
+        ib = IntakeBatch(limits)
         for _, value in chunk:
-            parse_message_rows(value, now, limits, rb)
+            ib.add(value, now)
         t1 = _clock()
-        g = enricher.enrich_rows(rb.rows)
-        models.update({len(rows) + i: m for i, m in rb.models.items()})
-        rows.extend(rb.rows)
-        for col, values in zip(geo, g, strict=True):
-            col.extend(values)
+        cols, _ = ib.build()
         t2 = _clock()
-        cost["parse+validate"] += t1 - t
-        cost["geo enrich"] += t2 - t1
-        if len(rows) < flush_rows and b + batch < len(wl.messages):
-            continue
-        t2 = _clock()
-        cols = [*zip(*rows, strict=True), *geo]
+        cols = enricher.enrich_columns(cols)
         t3 = _clock()
-        out = list(encode_enriched_rows(rows, models, geo))
+        group.append(cols)
+        rows += len(cols)
+        cost["decode (msgspec)"] += t1 - t
+        cost["column checks"] += t2 - t1
+        cost["geo enrich"] += t3 - t2
+        if rows < flush_rows and b + batch < len(wl.messages):
+            continue
+        t3 = _clock()
+        events = EventColumns.concat(group)
+        table = events.store_table()
         t4 = _clock()
-        writer.add_columns("events_all", EVENT_COLUMN_NAMES, cols, {("raw", 1): (b, b + 1)},
-                           ticks=("ts", "received_at"))
-        writer.flush()
+        out = list(encode_enriched_columns(events))
         t5 = _clock()
-        n += len(rows)
+        writer.add_arrow("events_all", table, {("raw", 1): (b, b + 1)})
+        writer.flush()
+        t6 = _clock()
+        if tuples:
+            t7 = _clock()
+            data = [c.to_pylist() for c in table.columns]
+            form = table.column_names.index("form")
+            data[form] = [dict(v) for v in data[form]]
+            cost["(python lists for it)"] += _clock() - t7
+            t7 = _clock()
+            writer.add_columns("events_all", EVENT_COLUMN_NAMES, data,
+                               {("raw", 2): (b, b + 1)}, ticks=("ts", "received_at"))
+            writer.flush()
+            cost["(tuple insert)"] += _clock() - t7
+        n += len(events)
         inserts += 1
-        for k, v in (("columns", t3 - t2), ("encode enriched", t4 - t3),
-                     ("chDB insert", t5 - t4)):
+        for k, v in (("concat", t4 - t3), ("encode enriched", t5 - t4),
+                     ("chDB Arrow insert", t6 - t5)):
             cost[k] += v
-        rows, geo, models = [], [[] for _ in range(6)], {}
+        group, rows = [], 0
         del out
-    total = _clock() - t_all
-    _report(f"rows path (worker), {inserts} inserts of up to {flush_rows:,} rows", cost, n,
-            total)
+    total = (_clock() - t_all - cost.get("(tuple insert)", 0.0)
+             - cost.get("(python lists for it)", 0.0))
+    _report(f"columns path (worker), {inserts} inserts of up to {flush_rows:,} rows; "
+            "the parenthesised lines are not in the total", cost, n, total)
 
 
 def _run_sessions(wl: Any, enricher: Any, batch: int, derive_every: int) -> None:
     """The sessions stage (streams/sessions.py add_batch and derive_due) over the enriched
     messages of the workload: decode, add, and now and then derive every dirty rep-day."""
     from processors import RepSessionState
-    from processors.intake import RowBatch, TimeLimits, parse_message_rows
+    from processors.intake import TimeLimits
+    from processors.intake_columns import IntakeBatch
     from processors.transitions import derive_transitions
-    from streams.enrich import encode_enriched_rows
+    from streams.enrich import encode_enriched_columns
     from streams.sessions import _BATCH, GeoPlaces
     from streams.settings import Settings
 
@@ -206,11 +230,11 @@ def _run_sessions(wl: Any, enricher: Any, batch: int, derive_every: int) -> None
     now = dt.datetime.now(dt.UTC)
     batches: list[list[bytes]] = []
     for b in range(0, len(wl.messages), batch):
-        rb = RowBatch()
+        ib = IntakeBatch(TimeLimits())
         for _, value in wl.messages[b:b + batch]:
-            parse_message_rows(value, now, TimeLimits(), rb)
-        geo = enricher.enrich_rows(rb.rows)
-        batches.append([v for _, v in encode_enriched_rows(rb.rows, rb.models, geo)])
+            ib.add(value, now)
+        cols = enricher.enrich_columns(ib.build()[0])
+        batches.append([v for _, v in encode_enriched_columns(cols)])
     index = enricher.index
     from processors import kernels
 

@@ -29,7 +29,7 @@ from schemas.events import (
     Provider,
     VisitSubmission,
 )
-from sinks.rows import EMPTY_FORM, EMPTY_TAGS, event_base_row
+from sinks.rows import EMPTY_FORM, EMPTY_TAGS
 
 AnyEvent = Ping | CheckIn | VisitSubmission
 
@@ -436,40 +436,3 @@ def check_upload(items: list[Any], received_at: dt.datetime, limits: TimeLimits
             accepted.append(Checked(i, str(res.event_id), res.device_id, res.rep_id,
                                     res.model_dump_json().encode()))
     return accepted, rejects
-
-
-@dataclass
-class RowBatch:
-    """Accepted events of many messages as ``events`` base rows (``event_id`` a string),
-    in order; ``models`` keeps the validated model of the rows that are not plain pings or
-    check-ins (visit submissions), by row position, for the enriched-topic encoding."""
-
-    rows: list[tuple[object, ...]] = field(default_factory=list)
-    models: dict[int, VisitSubmission] = field(default_factory=dict)
-
-
-def parse_message_rows(value: bytes | None, received_at: dt.datetime, limits: TimeLimits,
-                       out: RowBatch) -> list[Reject]:
-    """``parse_message`` for the worker: appends the accepted events of one message to
-    ``out`` as rows and returns the rejects. Same decisions and reasons as ``parse_message``."""
-    items, reject = decode_items(value)
-    if items is None:
-        assert reject is not None
-        return [reject]
-    rejects: list[Reject] = []
-    rows = out.rows
-    ahead, age = _deltas(limits)
-    for i, item in enumerate(items):
-        row = _fast_row(item, received_at, ahead, age)
-        if row is not None:
-            rows.append(row)
-            continue
-        res = _validate_one(i, item, received_at, limits, True)
-        if isinstance(res, Reject):
-            rejects.append(res)
-            continue
-        base = event_base_row(res, res.received_at or received_at)
-        if isinstance(res, VisitSubmission):
-            out.models[len(rows)] = res
-        rows.append((str(base[0]), *base[1:]))
-    return rejects

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from sinks.exceptions import SinkError
@@ -55,10 +56,21 @@ class _Pending:
     # are appended to these at flush time.
     cols: list[list[object]] | None = None
     ticks: tuple[int, ...] = ()  # DateTime64(3) columns given as datetimes
+    # Arrow data (add_arrow): tables of one schema, inserted as one Arrow table.
+    arrow: list[pa.Table] = field(default_factory=list)
 
     @property
     def n_rows(self) -> int:
-        return len(self.rows) + (len(self.cols[0]) if self.cols else 0)
+        return (len(self.rows) + (len(self.cols[0]) if self.cols else 0)
+                + sum(t.num_rows for t in self.arrow))
+
+    def arrow_table(self) -> pa.Table:
+        """The Arrow tables added, as one (chunks are not copied)."""
+        if self.rows or self.cols is not None:
+            raise SinkError("Arrow data and rows cannot share one insert")
+        if len(self.arrow) > 1:
+            self.arrow = [pa.concat_tables(self.arrow)]
+        return self.arrow[0]
 
     def columnar(self) -> list[list[object]]:
         """Fold rows added next to column data into the columns; returns the columns."""
@@ -75,7 +87,10 @@ class _Pending:
         # Offsets alone are not an identity: a topic that is recreated (or an in-memory broker
         # that restarted) reuses them, and ClickHouse would silently drop the new batch as a
         # retry. A digest of the rows' ids (first column) makes the token name this content.
-        ids = self.columnar()[0] if self.cols is not None else [r[0] for r in self.rows]
+        if self.arrow:
+            ids: Sequence[object] = self.arrow_table().column(0).to_pylist()
+        else:
+            ids = self.columnar()[0] if self.cols is not None else [r[0] for r in self.rows]
         return f"{table}|{spans}|{_digest(ids)}"
 
 
@@ -87,6 +102,17 @@ def _ticks_ms(values: Sequence[dt.datetime]) -> list[int]:
     """DateTime64(3) ticks, as clickhouse-connect computes them (floor to the millisecond)."""
     epoch, ms = _EPOCH, _MS
     return [(v - epoch) // ms for v in values]
+
+
+def _arrow_rows(data: pa.Table) -> list[tuple[object, ...]]:
+    """Rows of an Arrow table as a row-oriented client takes them (maps as dicts)."""
+    cols = []
+    for f, col in zip(data.schema, data.columns, strict=True):
+        values = col.to_pylist()
+        if pa.types.is_map(f.type):
+            values = [None if v is None else dict(v) for v in values]
+        cols.append(values)
+    return list(zip(*cols, strict=True))
 
 
 @dataclass
@@ -159,6 +185,17 @@ class ClickHouseWriter:
             col.extend(values)
         self._add_spans(pend, spans)
 
+    def add_arrow(self, table: str, data: pa.Table,
+                  spans: dict[TopicPartition, tuple[int, int]]) -> None:
+        """An Arrow table (column names as in ``table``; the first column the rows' ids)
+        from the given source offset ranges, inserted as Arrow. The insert's token is the
+        one rows with the same ids and offsets would get."""
+        pend = self._pending.get(table)
+        if pend is None:
+            pend = self._pending[table] = _Pending(tuple(data.column_names))
+        pend.arrow.append(data)
+        self._add_spans(pend, spans)
+
     @staticmethod
     def _add_spans(pend: _Pending, spans: dict[TopicPartition, tuple[int, int]]) -> None:
         for tp, (lo, hi) in spans.items():
@@ -185,6 +222,14 @@ class ClickHouseWriter:
         return written
 
     def _insert(self, table: str, pend: _Pending, settings: dict[str, object]) -> None:
+        if pend.arrow:
+            arrow = pend.arrow_table()
+            if isinstance(self.client, Client):
+                self.client.insert_arrow(table, arrow, settings=settings)
+            else:  # e.g. the `geotel store` client: rows only
+                self.client.insert(table, _arrow_rows(arrow), column_names=arrow.column_names,
+                                   settings=settings)
+            return
         if pend.cols is None:
             self.client.insert(table, pend.rows, column_names=list(pend.columns),
                                settings=settings)

@@ -27,10 +27,12 @@ import faust
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from processors.intake import Reject, RowBatch, TimeLimits, parse_message_rows
+from processors.intake import Reject, TimeLimits
+from processors.intake_columns import IntakeBatch
+from schemas.columns import EventColumns
 from schemas.derived import DeadLetter, DeadLetterReason, Enrichment
 from schemas.topics import encode
-from sinks.rows import DEADLETTER_COLUMN_NAMES, EVENT_COLUMN_NAMES, deadletter_rows
+from sinks.rows import DEADLETTER_COLUMN_NAMES, deadletter_rows
 from sinks.writer import ClickHouseWriter
 from streams.batch_consumer import (
     LOG_RESET_CHECK_S,
@@ -44,7 +46,7 @@ from streams.batch_consumer import (
     verify_suspects,
 )
 from streams.broker import make_consumer
-from streams.enrich import Enricher, NullEnricher, encode_enriched_rows
+from streams.enrich import Enricher, NullEnricher, encode_enriched_columns
 from streams.geosets import GeoEnricher
 from streams.metrics import Metrics
 from streams.query import AnalystSql
@@ -135,10 +137,11 @@ def intake_group(settings: Settings) -> str:
 
 
 class _IntakeGroup:
-    """Prepared intake batches not yet stored: event base rows, enrichment columns, dead
-    letters, the source offset spans and the source events to ack once stored."""
+    """Prepared intake batches not yet stored: the validated, enriched events (one
+    ``EventColumns`` per taken batch), dead letters, the source offset spans and the
+    source events to ack once stored."""
 
-    __slots__ = ("dead", "geo", "models", "rows", "sources", "spans", "started", "stream",
+    __slots__ = ("batches", "dead", "n_rows", "sources", "spans", "started", "stream",
                  "timer")
 
     def __init__(self, started: float, stream: Any) -> None:
@@ -146,15 +149,15 @@ class _IntakeGroup:
         self.stream = stream
         self.timer: asyncio.TimerHandle | None = None
         self.sources: list[Any] = []
-        self.rows: list[tuple[object, ...]] = []
-        self.geo: list[list[Any]] = [[] for _ in range(6)]
-        self.models: dict[int, Any] = {}
+        self.batches: list[EventColumns] = []
+        self.n_rows = 0
         self.dead: list[tuple[DeadLetter, int]] = []
         self.spans: dict[tuple[str, int], tuple[int, int]] = {}
 
-    @property
-    def n_rows(self) -> int:
-        return len(self.rows)
+    def events(self) -> EventColumns:
+        """The group's events as one batch."""
+        self.batches = [EventColumns.concat(self.batches)]
+        return self.batches[0]
 
 
 async def _positions(consumer: Any, tps: Sequence[Any]) -> dict[Any, int]:
@@ -549,10 +552,9 @@ class Pipeline:
 
     def _prepare(self, events: Sequence[faust.EventT], group: _IntakeGroup) -> None:
         """Validate and enrich one taken batch into ``group`` (CPU only, no I/O)."""
-        batch = RowBatch()
+        batch = IntakeBatch(self.limits)
         now = dt.datetime.now(dt.UTC)
         spans = group.spans
-        events_in = self.metrics.events_in
         for event in events:
             msg = event.message
             tp = (msg.topic, msg.partition)
@@ -560,24 +562,22 @@ class Pipeline:
             # ingest endpoint wrote the message: replaying the topic derives the same result.
             fallback = (dt.datetime.fromtimestamp(msg.timestamp, dt.UTC)
                         if msg.timestamp else now)
-            before = len(batch.rows)
-            rejects = parse_message_rows(event.value, fallback, self.limits,  # type: ignore[arg-type]
-                                         batch)
-            for rj in rejects:
-                group.dead.append((self._deadletter(rj, msg, event.value, now),  # type: ignore[arg-type]
-                                   rj.index))
-            events_in.labels(topic=msg.topic).inc(len(batch.rows) - before + len(rejects))
+            batch.add(event.value, fallback)  # type: ignore[arg-type]
             span = spans.get(tp)
             spans[tp] = ((msg.offset, msg.offset) if span is None
                          else (min(span[0], msg.offset), max(span[1], msg.offset)))
+        decoded, rejects = batch.build()
+        for m, rj in rejects:
+            source = events[m]
+            group.dead.append((self._deadletter(rj, source.message, source.value,  # type: ignore[arg-type]
+                                                now), rj.index))
+        if events:
+            self.metrics.events_in.labels(topic=events[0].message.topic).inc(
+                len(decoded) + len(rejects))
         # One lookup per taken batch: the whole batch sees one index version.
-        geo = self.enricher.enrich_rows(batch.rows)
-        base = len(group.rows)
-        for i, model in batch.models.items():
-            group.models[base + i] = model
-        group.rows.extend(batch.rows)
-        for col, values in zip(group.geo, geo, strict=True):
-            col.extend(values)
+        columns = self.enricher.enrich_columns(decoded)
+        group.batches.append(columns)
+        group.n_rows += len(columns)
         group.sources.extend(events)
 
     async def _flush_group(self, group: _IntakeGroup,
@@ -601,10 +601,11 @@ class Pipeline:
     async def _store_and_publish(self, group: _IntakeGroup) -> None:
         assert self.writer is not None
         loop = asyncio.get_running_loop()
+        events = group.events()  # one batch, before the writer thread reads it
         stored = loop.run_in_executor(self.ch_executor, self._store_group, group)
         try:
             sends = []
-            for key, value in encode_enriched_rows(group.rows, group.models, group.geo):
+            for key, value in encode_enriched_columns(events):
                 sends.append(await self.enriched_topic.send(key=key, value=value))
             for d, _ in group.dead:
                 self.metrics.deadletters.labels(reason=d.reason.value).inc()
@@ -624,10 +625,8 @@ class Pipeline:
         """In the writer thread (the only user of ``self.writer``): one insert per table."""
         assert self.writer is not None
         started = time.monotonic()
-        if group.rows:
-            self.writer.add_columns("events_all", EVENT_COLUMN_NAMES,
-                                    [*zip(*group.rows, strict=True), *group.geo], group.spans,
-                                    ticks=("ts", "received_at"))
+        if group.n_rows:
+            self.writer.add_arrow("events_all", group.events().store_table(), group.spans)
         if group.dead:
             self.writer.add_batch("deadletters", DEADLETTER_COLUMN_NAMES,
                                   deadletter_rows(group.dead), group.spans)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from processors.intake import AnyEvent
+from schemas.columns import EventColumns
 from schemas.derived import Enrichment
 
 _NO_GEO = Enrichment()
@@ -21,9 +24,9 @@ class Enricher(Protocol):
         ...
 
 
-    def enrich_rows(self, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-        """The six enrichment columns of ``events`` for event base rows (see
-        ``streams.geosets.GeoEnricher.enrich_rows``)."""
+    def enrich_columns(self, batch: EventColumns) -> EventColumns:
+        """``batch`` with its enrichment columns set (see
+        ``streams.geosets.GeoEnricher.enrich_columns``)."""
         ...
 
 
@@ -33,9 +36,8 @@ class NullEnricher:
     def enrich(self, events: Sequence[AnyEvent]) -> list[Enrichment]:
         return [_NO_GEO] * len(events)
 
-    def enrich_rows(self, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-        n = len(rows)
-        return [[None] * n, [None] * n, [None] * n, [None] * n, [None] * n, [0] * n]
+    def enrich_columns(self, batch: EventColumns) -> EventColumns:
+        return batch  # decoded batches come without enrichment (geo_version 0)
 
 
 def encode_enriched_batches(
@@ -69,44 +71,53 @@ def encode_enriched_batches(
         yield rep.encode(), head + b",".join(chunk) + b"]}"
 
 
-_GEO_KEYS = ("territory_id", "region", "in_assigned_territory", "account_id",
-             "account_distance_m", "geo_version")
-_NO_GEO_DICT = dict.fromkeys(_GEO_KEYS[:-1]) | {"geo_version": 0}
+_NO_GEO_DICT = {"territory_id": None, "region": None, "in_assigned_territory": None,
+                "account_id": None, "account_distance_m": None, "geo_version": 0}
 
 
-def encode_enriched_rows(
-    rows: Sequence[Sequence[Any]], models: dict[int, Any], geo: Sequence[Sequence[Any]]
-) -> Iterator[tuple[bytes, bytes]]:
-    """``encode_enriched_batches`` from event base rows and enrichment columns (the worker's
-    row path): the same messages (an ``EnrichedBatch`` per rep, events in input order, at
-    most 500 events and about 1 MiB per message), built from the row values with orjson
-    instead of a pydantic model per event. ``models`` holds the validated model of rows
-    that are not pings or check-ins (visit submissions), by row position."""
+def encode_enriched_columns(batch: EventColumns) -> Iterator[tuple[bytes, bytes]]:
+    """``encode_enriched_batches`` from the columnar batch (the worker's path): the same
+    messages (an ``EnrichedBatch`` per rep, events in input order, at most 500 events and
+    about 1 MiB per message), built with orjson from the column values instead of a
+    pydantic model per event. Visit submissions carry their validated JSON
+    (``submission_json``)."""
     # Each event is serialised at once: its dicts die young, so the garbage collector never
     # has to scan tens of thousands of them (it did, and that doubled the cost).
     dumps, opt = orjson.dumps, orjson.OPT_UTC_Z
+    t = batch.table
+    # Times as UTC ISO text made by Arrow: Python datetimes out of Arrow cost more than the
+    # rest of the columns together.
+    times = {name: pc.replace_substring(t.column(name).cast(pa.string()), " ", "T",
+                                        max_replacements=1).to_pylist()
+             for name in ("ts", "received_at")}
+    col = {name: times[name] if name in times else t.column(name).to_pylist() for name in (
+        "event_id", "rep_id", "device_id", "kind", "ts", "received_at", "lat", "lon",
+        "accuracy_m", "speed_mps", "heading_deg", "altitude_m", "battery_pct", "provider",
+        "is_mock", "action", "account_id", "visit_id", "submission_json", "territory_id",
+        "region", "in_assigned_territory", "geo_account_id", "geo_account_distance_m",
+        "geo_version")}
     by_rep: dict[str, list[bytes]] = {}
-    for i, (r, t, reg, ina, acc, dist, ver) in enumerate(zip(rows, *geo, strict=True)):
+    for (eid, rep, dev, kind, ts, rcv, lat, lon, acc, speed, heading, alt, batt, provider,
+         mock, action, account, visit, sub, terr, reg, ina, gacc, dist, ver) in zip(
+            *col.values(), strict=True):
         g = (_NO_GEO_DICT if not ver else
-             {"territory_id": t, "region": reg, "in_assigned_territory": ina,
-              "account_id": acc, "account_distance_m": dist, "geo_version": ver})
-        kind = r[3]
+             {"territory_id": terr, "region": reg, "in_assigned_territory": ina,
+              "account_id": gacc, "account_distance_m": dist, "geo_version": ver})
         if kind == "ping":
-            body = dumps({"event_id": r[0], "device_id": r[2], "rep_id": r[1], "ts": r[4],
-                          "received_at": r[5], "kind": "ping", "lat": r[6], "lon": r[7],
-                          "accuracy_m": r[8], "speed_mps": r[9], "heading_deg": r[10],
-                          "altitude_m": r[11], "battery_pct": r[12], "provider": r[13],
-                          "is_mock": r[14], "geo": g}, option=opt)
+            body = dumps({"event_id": eid, "device_id": dev, "rep_id": rep, "ts": ts,
+                          "received_at": rcv, "kind": "ping", "lat": lat, "lon": lon,
+                          "accuracy_m": acc, "speed_mps": speed, "heading_deg": heading,
+                          "altitude_m": alt, "battery_pct": batt, "provider": provider,
+                          "is_mock": mock, "geo": g}, option=opt)
         elif kind == "check_in":
-            body = dumps({"event_id": r[0], "device_id": r[2], "rep_id": r[1], "ts": r[4],
-                          "received_at": r[5], "kind": "check_in", "action": r[15],
-                          "position": None if r[6] is None else
-                          {"lat": r[6], "lon": r[7], "accuracy_m": r[8]},
-                          "account_id": r[16], "visit_id": r[17], "geo": g}, option=opt)
+            body = dumps({"event_id": eid, "device_id": dev, "rep_id": rep, "ts": ts,
+                          "received_at": rcv, "kind": "check_in", "action": action,
+                          "position": None if lat is None else
+                          {"lat": lat, "lon": lon, "accuracy_m": acc},
+                          "account_id": account, "visit_id": visit, "geo": g}, option=opt)
         else:
-            body = models[i].model_dump_json().encode()
-            body = body[:-1] + b',"geo":' + dumps(g) + b"}"
-        by_rep.setdefault(r[1], []).append(body)
+            body = sub.encode()[:-1] + b',"geo":' + dumps(g) + b"}"
+        by_rep.setdefault(rep, []).append(body)
     for rep, items in by_rep.items():
         key = rep.encode()
         head = b'{"rep_id":' + dumps(rep) + b',"events":['

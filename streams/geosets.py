@@ -24,10 +24,12 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
 from aiokafka.structs import TopicPartition
 
 from geo import GeoIndex, LoadReport, load_accounts, load_territories
 from processors.intake import AnyEvent
+from schemas.columns import EVENT_SCHEMA, EventColumns
 from schemas.derived import Enrichment
 from schemas.events import CheckIn, Ping
 from streams.batch_consumer import LogResetWatch, caught_up, record_probe
@@ -108,45 +110,34 @@ class GeoEnricher:
         return out
 
 
-    def enrich_rows(self, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-        """The six enrichment columns of ``events`` (territory_id, region,
-        in_assigned_territory, geo account_id, account_distance_m, geo_version) for event
-        base rows (``sinks.rows.event_base_row``): one vectorised lookup, no object per event.
-        Rows without a position (lat None) get no enrichment (geo_version 0)."""
+    def enrich_columns(self, batch: EventColumns) -> EventColumns:
+        """``batch`` with its enrichment columns (``schemas.columns.GEO_COLUMNS``) from one
+        vectorised lookup of every event with a position (``lat`` not null); the others
+        keep no enrichment (geo_version 0)."""
         index = self.index  # one read: the whole batch sees one version
-        n = len(rows)
+        n = len(batch)
         if index is None or not n:
-            return empty_geo_columns(n)
-        pos = [i for i, r in enumerate(rows) if r[6] is not None]
-        if not pos:
-            return empty_geo_columns(n)
-        lat = np.fromiter((rows[i][6] for i in pos), dtype=np.float64, count=len(pos))
-        lon = np.fromiter((rows[i][7] for i in pos), dtype=np.float64, count=len(pos))
-        res = index.lookup(lon, lat, rep_ids=[rows[i][1] for i in pos])
-        dist = res.account_distance_m
-        dist_obj = dist.astype(object)
-        dist_obj[np.isnan(dist)] = None
-        version = np.zeros(n, dtype=np.int64)
-        if len(pos) == n:
-            version[:] = index.version
-            return [res.territory_id.tolist(), res.region.tolist(),
-                    res.in_assigned_territory.tolist(), res.account_id.tolist(),
-                    dist_obj.tolist(), version.tolist()]
-        at = np.asarray(pos, dtype=np.intp)
-        version[at] = index.version
-        cols = []
-        for values in (res.territory_id, res.region, res.in_assigned_territory,
-                       res.account_id, dist_obj):
+            return batch
+        lat = batch.column("lat").to_numpy()
+        pos = np.flatnonzero(~np.isnan(lat))
+        if not pos.size:
+            return batch
+        lon = batch.column("lon").to_numpy()[pos]
+        reps = batch.column("rep_id").to_numpy()[pos]
+        res = index.lookup(lon, lat[pos], rep_ids=reps)
+        version = np.zeros(n, dtype=np.uint32)
+        version[pos] = index.version
+        geo = {"geo_version": pa.array(version)}
+        for name, values in (("territory_id", res.territory_id), ("region", res.region),
+                             ("in_assigned_territory", res.in_assigned_territory),
+                             ("geo_account_id", res.account_id)):
             col = np.full(n, None, dtype=object)
-            col[at] = values
-            cols.append(col.tolist())
-        cols.append(version.tolist())
-        return cols
-
-
-def empty_geo_columns(n: int) -> list[list[Any]]:
-    """Enrichment columns of ``n`` events no index saw (geo_version 0)."""
-    return [[None] * n, [None] * n, [None] * n, [None] * n, [None] * n, [0] * n]
+            col[pos] = values
+            geo[name] = pa.array(col, type=EVENT_SCHEMA.field(name).type)
+        dist = np.full(n, np.nan)
+        dist[pos] = res.account_distance_m
+        geo["geo_account_distance_m"] = pa.array(dist, from_pandas=True)  # NaN: null
+        return batch.with_geo(geo)
 
 
 def encode_set(kind: str, geojson: bytes, version: int, source: str) -> bytes:

@@ -21,7 +21,7 @@ LINE = re.compile(r"^RESULT (\S+) (\S+) (\S+)(?: baseline=(\S+) ratio=(\S+))?$")
 CASES = {
     "e2e": (["bench_e2e.py", "--quick", "--events", "6000", "--naive-events", "3000"],
             {"e2e_events_per_s", "e2e_naive_events_per_s", "e2e_read_limit_events_per_s",
-             "e2e_read_limit_ratio"}),
+             "e2e_read_limit_ratio", "pipeline_cpu_us_per_event", "broker_cpu_us_per_event"}),
     "ingest": (["bench_ingest.py", "--quick", "--seconds", "2", "--devices", "100"],
                {"ingest_events_per_s", "ingest_p50_ms", "ingest_p99_ms"}),
     "freshness": (["bench_freshness.py", "--quick", "--seconds", "2", "--rate", "1000",

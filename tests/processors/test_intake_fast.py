@@ -1,4 +1,4 @@
-"""The worker's fast validation path agrees with the pydantic reference on every item.
+"""Ingest's fast validation path agrees with the pydantic reference on every item.
 
 ``processors.intake.fast_row`` accepts ordinary pings and check-ins without pydantic; every
 other item goes to the reference validation, so the decisions and reject reasons are the
@@ -15,18 +15,14 @@ import math
 import uuid
 from typing import Any
 
-import orjson
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from processors.intake import (
     Reject,
-    RowBatch,
     TimeLimits,
     _validate_one,
     fast_row,
-    parse_message,
-    parse_message_rows,
 )
 from sinks.rows import event_base_row
 
@@ -218,25 +214,3 @@ def test_fast_path_takes_the_common_case() -> None:
                                   "account_id": None}):
         assert fast_row(item, RCV, TimeLimits()) is not None, item
         _check(item, TimeLimits())
-
-
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batch=st.lists(items(), min_size=0, max_size=6), limits=st.sampled_from(LIMITS),
-       shape=st.sampled_from(["events", "list"]))
-def test_messages_get_the_same_events_and_rejects_as_parse_message(
-        batch: list[Any], limits: TimeLimits, shape: str) -> None:
-    try:
-        value = orjson.dumps({"events": batch} if shape == "events" else batch)
-    except (TypeError, orjson.JSONEncodeError):
-        return  # NaN and huge ints cannot be JSON; the item-level test covers them
-    ref = parse_message(value, RCV, limits)
-    out = RowBatch()
-    rejects = parse_message_rows(value, RCV, limits, out)
-    assert [(r.index, r.reason, r.detail, r.event_id, r.rep_id) for r in rejects] == \
-        [(r.index, r.reason, r.detail, r.event_id, r.rep_id) for r in ref.rejects]
-    expected = [event_base_row(e, e.received_at or RCV) for e in ref.events]
-    assert len(out.rows) == len(expected)
-    for got, exp in zip(out.rows, expected, strict=True):
-        assert _same(got, (str(exp[0]), *exp[1:])), (got, exp)
-    assert set(out.models) == {i for i, e in enumerate(ref.events)
-                               if e.kind == "visit_submission"}

@@ -1,8 +1,8 @@
-"""The worker's row path (streams/app.py intake) against the model path it replaced.
+"""The worker's columnar intake (streams/app.py) against the model path it replaced.
 
 On the simulated field-day workload plus hostile items: the same rows in ClickHouse (the
-column-oriented insert with DateTime64 ticks stores what ``event_row`` rows store), the
-same enrichment, and enriched-topic messages that the sessions stage's contract
+Arrow insert of ``EventColumns`` stores what ``event_row`` rows store), the same
+enrichment, and enriched-topic messages that the sessions stage's contract
 (``schemas.derived.EnrichedBatch``) validates to the same events as before.
 """
 
@@ -18,7 +18,9 @@ import orjson
 import pytest
 from pydantic import TypeAdapter
 
-from processors.intake import RowBatch, TimeLimits, parse_message, parse_message_rows
+from processors.intake import TimeLimits, parse_message
+from processors.intake_columns import IntakeBatch
+from schemas.columns import EventColumns
 from schemas.derived import EnrichedBatch
 from sinks.migrations import migrate
 from sinks.rows import EVENT_COLUMN_NAMES, event_row
@@ -27,7 +29,7 @@ from streams.enrich import (
     MAX_EVENTS_PER_MESSAGE,
     NullEnricher,
     encode_enriched_batches,
-    encode_enriched_rows,
+    encode_enriched_columns,
 )
 from streams.geosets import GeoEnricher, build_index, prepare
 
@@ -72,37 +74,43 @@ def enricher() -> GeoEnricher:
     return GeoEnricher(build_index(sets))
 
 
-def _both(workload: list[bytes]) -> tuple[list[Any], RowBatch]:
+def _both(workload: list[bytes]) -> tuple[list[Any], EventColumns]:
     models: list[Any] = []
-    rows = RowBatch()
-    for value in workload:
+    batch = IntakeBatch(TimeLimits())
+    want = []
+    for m, value in enumerate(workload):
         ref = parse_message(value, NOW, TimeLimits())
         models.extend(ref.events)
-        rejects = parse_message_rows(value, NOW, TimeLimits(), rows)
-        assert [(r.index, r.reason, r.detail) for r in rejects] == \
-            [(r.index, r.reason, r.detail) for r in ref.rejects]
-    assert len(models) == len(rows.rows)
-    return models, rows
+        want.extend((m, r.index, r.reason, r.detail) for r in ref.rejects)
+        batch.add(value, NOW)
+    cols, rejects = batch.build()
+    assert [(m, r.index, r.reason, r.detail) for m, r in rejects] == want
+    assert len(models) == len(cols)
+    return models, cols
 
 
 def test_enrichment_columns_equal_the_enrichment_models(workload: list[bytes],
                                                         enricher: GeoEnricher) -> None:
-    models, rows = _both(workload)
-    cols = enricher.enrich_rows(rows.rows)
+    models, cols = _both(workload)
+    got = enricher.enrich_columns(cols)
     geo = enricher.enrich(models)
-    assert [list(c) for c in zip(*cols, strict=True)] == [
+    columns = [got.column(c).to_pylist() for c in (
+        "territory_id", "region", "in_assigned_territory", "geo_account_id",
+        "geo_account_distance_m", "geo_version")]
+    assert [list(c) for c in zip(*columns, strict=True)] == [
         [g.territory_id, g.region, g.in_assigned_territory, g.account_id,
          g.account_distance_m, g.geo_version] for g in geo]
-    assert any(c is not None for c in cols[0])  # the sample world enriches
-    assert NullEnricher().enrich_rows(rows.rows)[5] == [0] * len(rows.rows)
+    assert any(c is not None for c in columns[0])  # the sample world enriches
+    assert NullEnricher().enrich_columns(cols).column("geo_version").to_pylist() == \
+        [0] * len(cols)
 
 
 def test_enriched_messages_validate_to_the_same_events(workload: list[bytes],
                                                        enricher: GeoEnricher) -> None:
-    models, rows = _both(workload)
+    models, cols = _both(workload)
     geo = enricher.enrich(models)
     old = list(encode_enriched_batches(models, geo))
-    new = list(encode_enriched_rows(rows.rows, rows.models, enricher.enrich_rows(rows.rows)))
+    new = list(encode_enriched_columns(enricher.enrich_columns(cols)))
     assert [k for k, _ in new] == [k for k, _ in old]
     for (_, a), (_, b) in zip(new, old, strict=True):
         got, want = BATCH.validate_json(a), BATCH.validate_json(b)
@@ -115,19 +123,21 @@ def test_enriched_messages_are_chunked(enricher: GeoEnricher) -> None:
     items = [{"event_id": str(uuid.uuid4()), "device_id": "d", "rep_id": "r" if i % 10 else "q",
               "kind": "ping", "ts": "2026-03-02T08:00:00Z", "lat": 52.5, "lon": 13.4}
              for i in range(2500)]
-    rows = RowBatch()
-    assert not parse_message_rows(orjson.dumps(items), NOW, TimeLimits(), rows)
-    msgs = list(encode_enriched_rows(rows.rows, rows.models, enricher.enrich_rows(rows.rows)))
+    batch = IntakeBatch(TimeLimits())
+    batch.add(orjson.dumps(items), NOW)
+    cols, rejects = batch.build()
+    assert not rejects
+    msgs = list(encode_enriched_columns(enricher.enrich_columns(cols)))
     got = [(k, BATCH.validate_json(v)) for k, v in msgs]
     assert all(len(b.events) <= MAX_EVENTS_PER_MESSAGE for _, b in got)
     assert sum(len(b.events) for _, b in got) == 2500
     assert all(k.decode() == b.rep_id for k, b in got)
 
 
-def test_column_inserts_store_what_row_inserts_store(ch: Any, workload: list[bytes],
-                                                     enricher: GeoEnricher) -> None:
+def test_arrow_inserts_store_what_row_inserts_store(ch: Any, workload: list[bytes],
+                                                    enricher: GeoEnricher) -> None:
     migrate(ch)
-    models, rows = _both(workload)
+    models, cols = _both(workload)
     geo = enricher.enrich(models)
     ch.insert("events_all", [event_row(e, e.received_at or NOW, g)
                              for e, g in zip(models, geo, strict=True)],
@@ -136,13 +146,11 @@ def test_column_inserts_store_what_row_inserts_store(ch: Any, workload: list[byt
     ch.command("INSERT INTO events_rows SELECT * FROM events_all")
     ch.command("TRUNCATE TABLE events_all")
     w = ClickHouseWriter(ch)
-    cols = [*zip(*rows.rows, strict=True), *enricher.enrich_rows(rows.rows)]
-    half = len(rows.rows) // 2
-    w.add_columns("events_all", EVENT_COLUMN_NAMES, [c[:half] for c in cols],
-                  {("raw", 0): (0, 9)}, ticks=("ts", "received_at"))
-    w.add_columns("events_all", EVENT_COLUMN_NAMES, [c[half:] for c in cols],
-                  {("raw", 0): (10, 19)}, ticks=("ts", "received_at"))
-    assert w.flush() == len(rows.rows)
+    table = enricher.enrich_columns(cols).store_table()
+    half = len(cols) // 2
+    w.add_arrow("events_all", table.slice(0, half), {("raw", 0): (0, 9)})
+    w.add_arrow("events_all", table.slice(half), {("raw", 0): (10, 19)})
+    assert w.flush() == len(cols)
     names = ", ".join(EVENT_COLUMN_NAMES)
     query = f"SELECT {names} FROM {{t}} ORDER BY event_id, received_at"
     a = ch.query(query.format(t="events_all")).result_rows
