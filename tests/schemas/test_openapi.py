@@ -87,8 +87,9 @@ def test_a_broken_example_would_fail(doc: dict[str, Any]) -> None:
     (ex,) = [e for e in EXAMPLES if e.path == "/v1/events" and e.status is None][:1]
     schema = body_schema(doc, ex)
     ping = next(e for e in ex.body["events"] if e["kind"] == "ping")
-    for broken in ({**ping, "lat": 91}, {k: v for k, v in ping.items() if k != "event_id"},
-                   {**ping, "kind": "teleport"}):
+    # event_id is optional (derived when absent), but a malformed one is an error
+    for broken in ({**ping, "lat": 91}, {k: v for k, v in ping.items() if k != "device_id"},
+                   {**ping, "event_id": "not-a-uuid"}, {**ping, "kind": "teleport"}):
         assert errors(doc, schema, {"events": [broken]}), broken
     assert errors(doc, schema, {"events": []})
     sql = body_schema(doc, next(e for e in EXAMPLES if e.path == "/v1/sql"))
