@@ -33,6 +33,9 @@ _PHOTO = frozenset(Photo.model_fields)
 _ORDER = frozenset(Order.model_fields)
 _LINE = frozenset(OrderLine.model_fields)
 
+#: Warnings per event at most (the last one then counts the rest).
+MAX_WARNINGS = 20
+
 _ANY_HINTS = {"id": "event_id", "uuid": "event_id", "type": "kind", "timestamp": "ts",
               "time": "ts", "device": "device_id", "rep": "rep_id"}
 _HINTS: dict[str, dict[str, str]] = {
@@ -113,4 +116,8 @@ def lint_event(item: Any) -> tuple[Any, list[FieldWarning]]:
                 "battery_pct", "ambiguous_unit",
                 f"{batt} is below 1 and reads as a fraction of 1, not a percentage; not "
                 f"stored (send {round(batt * 100, 1)} for {batt * 100:.0f} %)"))
+    if len(warnings) > MAX_WARNINGS:  # a bounded answer, whatever the client sent
+        more = len(warnings) - MAX_WARNINGS + 1
+        warnings = [*warnings[:MAX_WARNINGS - 1],
+                    FieldWarning("*", "unknown_field", f"{more} more fields not stored")]
     return item, warnings

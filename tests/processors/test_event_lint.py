@@ -56,3 +56,9 @@ def test_a_fractional_battery_is_taken_out_with_a_reason() -> None:
 def test_unknown_kinds_and_non_objects_are_left_to_the_schema() -> None:
     for item in ("x", 3, None, {"kind": "teleport", "foo": 1}, {"foo": 1}):
         assert lint_event(item) == (item, [])
+
+
+def test_warnings_are_bounded() -> None:
+    ping = {**BASE, "kind": "ping", "lat": 1.0, "lon": 2.0, **{f"x{i}": i for i in range(500)}}
+    warns = lint_event(ping)[1]
+    assert len(warns) == 20 and warns[-1].text() == "*: 481 more fields not stored"
