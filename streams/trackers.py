@@ -7,12 +7,13 @@ glue: the token is found where the app can put it, the protocol is converted by
 ``processors.adapters``, the events are judged and published by ``IngestHandler.accept``
 exactly as ``/v1/events`` does (batches over 500 points in several uploads), and the app
 gets the answer it expects: a 2xx once its points are on the broker (a point that can never
-be valid is counted and logged, not resent forever), 401 for a bad token and 429/503 with
-Retry-After when it should send the same points again.
+be valid is counted and dead-lettered, not resent forever), 401 for a bad token and 429/503
+with Retry-After when it should send the same points again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -131,28 +132,63 @@ class TrackerIngest:
                 return _error(429, "rate_limited", f"device {ident.device_id} is over its rate",
                               **{"Retry-After": str(math.ceil(wait))})
         accepted = duplicate = 0
-        rejected = len(conv.rejects)
-        for i, why in conv.rejects[:3]:
-            log.warning("%s: point %d of device %s not converted: %s", app, i,
-                        ident.device_id, why)
+        # Points the app will not resend (it gets a success) but that cannot be stored go to
+        # telemetry.raw as they are, so the worker dead-letters them with their reason
+        # (telemetry.deadletter and the deadletters table): visible, not silently gone.
+        dead: list[Any] = [self._unconverted(app, ident, req, body, i, why)
+                           for i, why in conv.rejects]
         for start in range(0, n, MAX_BATCH_EVENTS):
-            r = await ingest.accept(ident, conv.events[start:start + MAX_BATCH_EVENTS])
+            chunk = conv.events[start:start + MAX_BATCH_EVENTS]
+            r = await ingest.accept(ident, chunk)
             if r.status != 202:  # the broker did not take them: the app must resend
                 return AppReply(r.status, orjson.dumps(r.body), headers=r.headers)
-            for res in r.body["results"]:
+            for j, res in enumerate(r.body["results"]):
                 if res["status"] == "accepted":
                     accepted += 1
                 elif res["status"] == "duplicate":
                     duplicate += 1
                 else:
-                    rejected += 1
-                    log.warning("%s: point of device %s rejected: %s: %s", app,
-                                ident.device_id, res.get("reason"), res.get("detail"))
+                    dead.append(chunk[j])
+        rejected = len(dead)
+        if dead:
+            await self._dead_letter(app, ident, dead)
         self.points.labels(app=app, outcome="accepted").inc(accepted)
         self.points.labels(app=app, outcome="duplicate").inc(duplicate)
         self.points.labels(app=app, outcome="rejected").inc(rejected)
         self.points.labels(app=app, outcome="skipped").inc(conv.skipped)
         return self._answer(app, accepted, rejected, duplicate)
+
+    @staticmethod
+    def _unconverted(app: str, ident: Identity, req: AppRequest, body: bytes, index: int,
+                     why: str) -> dict[str, Any]:
+        """A point the adapter could not convert, as the worker will dead-letter it: the
+        app, the reason and what the app sent (the point of a batch, else the request)."""
+        point: Any
+        try:
+            doc = orjson.loads(body) if body.strip() else dict(req.query)
+        except orjson.JSONDecodeError:
+            doc = body.decode("utf-8", "replace")[:10_000]
+        point = doc
+        if isinstance(doc, dict):
+            many = doc.get("locations") if app == "overland" else doc.get("location")
+            if isinstance(many, list) and 0 <= index < len(many):
+                point = many[index]
+        return {"kind": f"{app}_point", "device_id": ident.device_id, "rep_id": ident.rep_id,
+                "error": why, "point": point}
+
+    async def _dead_letter(self, app: str, ident: Identity, items: list[Any]) -> None:
+        for item in items[:3]:
+            log.warning("%s: a point of device %s cannot be stored: %s", app,
+                        ident.device_id, item.get("error") if "error" in item else item)
+        payload = orjson.dumps({"events": items}, default=str)
+        ingest = self.ingest
+        try:
+            fut = await asyncio.wait_for(ingest.produce(ident.device_id.encode(), payload),
+                                         ingest.produce_timeout_s)
+            await asyncio.wait_for(asyncio.shield(fut), ingest.produce_timeout_s)
+        except Exception as exc:  # the valid points are stored; these stay counted and logged
+            log.warning("%s: %d invalid points of device %s not dead-lettered: %r", app,
+                        len(items), ident.device_id, exc)
 
     @staticmethod
     def _convert(app: str, kind: str, req: AppRequest, body: bytes, ident: Identity
@@ -203,8 +239,6 @@ class TrackerIngest:
 
 def register_trackers(app: Any, ingest: IngestHandler, body_timeout_s: float) -> TrackerIngest:
     """The tracker-app views on the Faust web app (beside ``/v1/events``)."""
-    import asyncio
-
     from faust.web import Request, Response, View
 
     trackers = TrackerIngest(ingest)

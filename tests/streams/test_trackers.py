@@ -11,8 +11,10 @@ from typing import Any
 
 import orjson
 import pytest
+from pydantic import ValidationError
 
 from processors.intake import TimeLimits
+from schemas.events import EVENT_ADAPTER
 from streams.devices import DeviceRegistry, issue, revoke_records
 from streams.ingest import IngestHandler, TokenBucket
 from streams.metrics import Metrics
@@ -44,8 +46,16 @@ class Harness:
         fut.set_result(None)
         return fut
 
-    def events(self) -> list[dict[str, Any]]:
+    def _all(self) -> list[dict[str, Any]]:
         return [e for batch in self.published for e in batch]
+
+    def events(self) -> list[dict[str, Any]]:
+        """What the worker will store: the valid events published."""
+        return [e for e in self._all() if _valid(e)]
+
+    def dead(self) -> list[dict[str, Any]]:
+        """What the worker will dead-letter (published so that it does)."""
+        return [e for e in self._all() if not _valid(e)]
 
     def send(self, app: str, body: bytes = b"", *, auth: str | None = None,
              path_token: str | None = None, query: dict[str, str] | None = None,
@@ -60,6 +70,14 @@ class Harness:
 
     def metric(self, name: str, **labels: str) -> float:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def _valid(item: dict[str, Any]) -> bool:
+    try:
+        EVENT_ADAPTER.validate_python(item)
+    except ValidationError:
+        return False
+    return True
 
 
 def _basic(user: str, password: str) -> str:
@@ -122,6 +140,8 @@ def test_osmand_get_with_the_token_in_the_path_and_a_v9_json_post() -> None:
     # an invalid point is answered 200 (a resend cannot fix it) but counted
     r = h.send("osmand", path_token=h.token, query={**q, "lat": "95"})
     assert r.status == 200 and len(h.events()) == 2
+    (dead,) = h.dead()  # published as it is, for the worker to dead-letter with the reason
+    assert dead["lat"] == 95.0 and dead["device_id"] == D
     assert h.metric("geotel_ingest_app_points_total", app="osmand", outcome="rejected") == 1
 
 
@@ -156,6 +176,11 @@ def test_overland_invalid_points_still_ok_and_counted() -> None:
     assert orjson.loads(r.body) == {"result": "ok", "accepted": 1, "rejected": 2,
                                     "duplicate": 0}
     assert len(h.events()) == 1
+    unconverted, invalid = h.dead()
+    assert unconverted == {"kind": "overland_point", "device_id": D, "rep_id": R,
+                           "error": "properties.timestamp: 'yesterday' is not an ISO 8601 "
+                                    "time", "point": doc["locations"][2]}
+    assert invalid["lat"] == 123.0
 
 
 def test_broker_down_and_rate_limit_ask_the_app_to_resend() -> None:

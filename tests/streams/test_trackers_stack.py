@@ -119,6 +119,12 @@ def test_overland_batch_of_1000_with_sentinels_and_a_resend(stack: Stack) -> Non
     assert (rows[1]["speed_mps"], rows[1]["accuracy_m"]) == (4, 30)
     assert all(r["battery_pct"] == pytest.approx(89.0) for r in rows)  # 0.89
     assert {r["rep_id"] for r in rows} == {"rep-ol"}
+    # the invalid point was answered ok, and dead-lettered with its reason (each send)
+    q = "SELECT reason, detail, payload FROM deadletters WHERE rep_id = 'rep-ol'"
+    wait_for(lambda: len(stack.sql(q)) >= 1, 60, "the invalid point is dead-lettered")
+    dl = stack.sql(q)[0]
+    assert dl["reason"] == "invalid" and "lat" in dl["detail"]
+    assert orjson.loads(dl["payload"])["lat"] == 91
 
 
 def test_gpslogger_template(stack: Stack) -> None:
@@ -130,6 +136,14 @@ def test_gpslogger_template(stack: Stack) -> None:
     r = stack.http.post("/v1/gpslogger", content=body, auth=httpx.BasicAuth("dev-gl", token),
                         headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 200 and r.json()["accepted"] == 1
+    r = stack.http.post("/v1/gpslogger", params={"lat": "41.7", "lon": "-91.8"},
+                        auth=httpx.BasicAuth("dev-gl", token))  # no time: cannot be stored
+    assert r.status_code == 200 and r.json()["rejected"] == 1
+    q = "SELECT reason, payload FROM deadletters WHERE rep_id = 'rep-gl'"
+    wait_for(lambda: len(stack.sql(q)) >= 1, 60, "the point without time is dead-lettered")
+    dl = orjson.loads(stack.sql(q)[0]["payload"])
+    assert (dl["kind"], dl["error"], dl["point"]) == (
+        "gpslogger_point", "time: expected an ISO 8601 time", {"lat": "41.7", "lon": "-91.8"})
     (row,) = _rows(stack, "dev-gl", 1)
     assert (row["ms"], row["speed_mps"], row["accuracy_m"], row["provider"]) == (
         _ms(), 5.0, 6.0, "gps")
