@@ -69,9 +69,10 @@ def _error(status: int, reason: str, detail: str, **headers: str) -> AppReply:
 
 
 def request_token(req: AppRequest) -> str | None:
-    """The device token: in the URL path (apps that can send nothing else), as a Bearer
-    token, as the password of HTTP Basic (OwnTracks, GPSLogger; the user name is free), or
-    as ``access_token`` in the query string."""
+    """The device token: in the URL path (Traccar Client, which can send nothing else), as a
+    Bearer token, or as the password of HTTP Basic (OwnTracks, GPSLogger; the user name is
+    free). Never from the query string: URLs end up in logs and histories, and the path is
+    the one exception, only where the app leaves no choice."""
     if req.path_token:
         return req.path_token
     auth = (req.authorization or "").strip()
@@ -84,7 +85,7 @@ def request_token(req: AppRequest) -> str | None:
         except (binascii.Error, UnicodeDecodeError):
             return None
         return password or user
-    return req.query.get("access_token")
+    return None
 
 
 class TrackerIngest:
@@ -219,7 +220,6 @@ class TrackerIngest:
                 params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
             except UnicodeDecodeError:
                 raise ValueError("form body is not UTF-8") from None
-        params.pop("access_token", None)
         if app == "osmand":
             return adapters.osmand(params, dev, rep)
         return adapters.gpslogger(params, dev, rep)

@@ -114,6 +114,9 @@ def test_bad_credentials_are_401_so_the_app_keeps_its_points(auth: str | None) -
     h = Harness()
     r = h.send("owntracks", b'{"_type": "location"}', auth=auth)
     assert r.status == 401 and r.headers == {"WWW-Authenticate": 'Basic realm="geotel"'}
+    # never from the query string (only Traccar Client's path, where nothing else exists)
+    assert h.send("overland", b'{"locations": []}',
+                  query={"access_token": h.token, "token": h.token}).status == 401
     h.registry.apply_all(revoke_records(h.registry, D))
     assert h.send("osmand", path_token=h.token, query={"lat": "1"}).status == 401
     assert h.events() == []
