@@ -89,6 +89,10 @@ class EventStatus(BaseModel):
                                "in_future, too_old, identity_mismatch) or is a duplicate "
                                "(duplicate_in_batch).")
     detail: str | None = None
+    warnings: list[str] | None = Field(default=None, description=(
+        "Fields of this event that were not stored, as `field: why`: a field the schema does "
+        "not know (with the field probably meant), or a value whose unit is ambiguous "
+        "(battery_pct below 1). Absent when there is nothing to say."))
 
 
 class IngestResponse(BaseModel):

@@ -25,8 +25,9 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -35,6 +36,7 @@ from pydantic import (
     Field,
     StringConstraints,
     TypeAdapter,
+    ValidationError,
     model_validator,
 )
 
@@ -109,14 +111,88 @@ class Position(_Model):
     accuracy_m: AccuracyM | None = None
 
 
+#: Namespace of the event ids derived for events sent without one (``derive_event_id``).
+EVENT_ID_NAMESPACE = uuid.UUID("5b0f3c1e-8e42-4a51-9a77-3f7d0c6f2a10")
+_UTC_TIME: TypeAdapter[dt.datetime] = TypeAdapter(UtcTime)
+_NO_ID = uuid.UUID(int=0)  # stands in when the inputs of the id are invalid (never accepted)
+
+
+def _num_key(v: object) -> object:
+    """A number as the float pydantic would make of it, so ``52`` and ``52.0`` (or ``"52"``)
+    name the same event."""
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, int | float | str):
+        try:
+            return float(v)
+        except (ValueError, OverflowError):
+            pass
+    return repr(v)[:100]
+
+
+def derive_event_id(item: dict[str, Any]) -> uuid.UUID | None:
+    """The id of an event sent without ``event_id``: a UUIDv5 of its device, kind, time (in
+    UTC) and position, and of what tells two events of one instant apart (a check-in's
+    action, account and visit; a submission's visit), so a resend of the same event gets the
+    same id and is stored once. None when the time is not valid (the event is rejected).
+
+    >>> a = {"device_id": "d-1", "kind": "ping", "ts": "2026-11-02T08:00:00+01:00",
+    ...      "lat": 52.5, "lon": 13}
+    >>> derive_event_id(a) == derive_event_id({**a, "ts": "2026-11-02T07:00:00Z", "lon": 13.0})
+    True
+    >>> derive_event_id(a) == derive_event_id({**a, "lat": 52.6})
+    False
+    """
+    try:
+        ts = _UTC_TIME.validate_python(item.get("ts"))
+    except (ValidationError, ValueError, TypeError):
+        return None
+    kind = item.get("kind")
+    key: list[object] = [item.get("device_id"), kind, ts.isoformat()]
+    if kind == "check_in":
+        pos = item.get("position")
+        if isinstance(pos, dict):
+            key += [_num_key(pos.get("lat")), _num_key(pos.get("lon"))]
+        else:
+            key += [None, None]
+        key += [item.get("action"), item.get("account_id"), item.get("visit_id")]
+    elif kind == "visit_submission":
+        key += [None, None, item.get("visit_id")]
+    else:
+        key += [_num_key(item.get("lat")), _num_key(item.get("lon"))]
+    name = orjson.dumps(key, default=repr).decode()
+    return uuid.uuid5(EVENT_ID_NAMESPACE, name)
+
+
+def _event_id_optional(schema: dict[str, Any]) -> None:
+    req = schema.get("required")
+    if isinstance(req, list) and "event_id" in req:
+        req.remove("event_id")
+
+
 class _Envelope(_Model):
-    event_id: uuid.UUID = Field(description="Client-generated UUID; the idempotency key.")
+    model_config = ConfigDict(json_schema_extra=_event_id_optional)
+
+    event_id: uuid.UUID = Field(description=(
+        "Client-generated UUID; the idempotency key. Optional on upload: without one (or "
+        "with null) the server derives a UUIDv5 of device, kind, ts (UTC) and position "
+        "(docs/ingest.md), so a resend of the same event is still stored once."))
     device_id: Ident
     rep_id: Ident
     ts: UtcTime = Field(description="Device time of the event, with an offset; stored as UTC.")
     received_at: UtcTime | None = Field(
         default=None, description="Set by the server on ingest; a client value is overwritten."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_event_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("event_id") is None:
+            kind = cls.model_fields.get("kind")
+            eid = derive_event_id(data if "kind" in data or kind is None
+                                  else {**data, "kind": kind.default})
+            data = {**data, "event_id": eid if eid is not None else _NO_ID}
+        return data
 
 
 class Ping(_Envelope):

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from processors.event_lint import lint_event
 from processors.intake import TimeLimits, check_upload
 from schemas.events import MAX_BATCH_EVENTS
 from streams.devices import DeviceRegistry, Identity
@@ -134,11 +135,17 @@ class IngestHandler:
         if wait > 0:
             return _error(429, "rate_limited", f"device {ident.device_id} is over its rate",
                           **{"Retry-After": str(math.ceil(wait))})
-        return await self._accept(ident, items)
+        return await self.accept(ident, items)
 
-    async def _accept(self, ident: Identity, items: list[Any]) -> Reply:
+    async def accept(self, ident: Identity, items: list[Any]) -> Reply:
+        """Judge and publish at most ``MAX_BATCH_EVENTS`` events of one device: 202 with a
+        result per event, or 503 when the broker did not take them (nothing accepted)."""
         received_at = dt.datetime.now(dt.UTC)
-        checked, rejects = check_upload(items, received_at, self.limits)
+        # Fields that will not be stored are named in the answer and counted (silent loss
+        # before); an ambiguous unit is taken out of the event rather than stored wrong.
+        linted = [lint_event(item) for item in items]
+        checked, rejects = check_upload([item for item, _ in linted], received_at,
+                                        self.limits)
         results: list[dict[str, Any] | None] = [None] * len(items)
         for rj in rejects:
             results[rj.index] = {"index": rj.index, "event_id": rj.event_id,
@@ -178,6 +185,14 @@ class IngestHandler:
                 self.metrics.ingest_events.labels(outcome="unavailable").inc(len(accepted))
                 return _error(503, "broker_unavailable", "the events were not stored; retry",
                               **{"Retry-After": "5"})
+        for i, (item, warns) in enumerate(linted):
+            if warns:
+                res = results[i]
+                assert res is not None
+                res["warnings"] = [w.text() for w in warns]
+                for w in warns:
+                    self.metrics.field_warnings.labels(kind=item["kind"],
+                                                       problem=w.problem).inc()
         n_rej = len(items) - len(accepted)
         self.metrics.ingest_events.labels(outcome="accepted").inc(len(accepted))
         self.metrics.ingest_events.labels(outcome="rejected").inc(n_rej)

@@ -20,6 +20,17 @@ class Metrics:
                                        ["status"], registry=r)
         self.ingest_events = Counter("geotel_ingest_events", "Ingest events, by outcome",
                                      ["outcome"], registry=r)
+        self.field_warnings = Counter(
+            "geotel_ingest_field_warnings", "Fields of accepted or rejected uploads that were "
+            "not stored, by event kind and problem (unknown_field, ambiguous_unit)",
+            ["kind", "problem"], registry=r)
+        self.ingest_app_requests = Counter("geotel_ingest_app_requests", "Tracker-app "
+                                           "requests, by app and status", ["app", "status"],
+                                           registry=r)
+        self.ingest_app_points = Counter(
+            "geotel_ingest_app_points", "Tracker-app points, by app and outcome (accepted, "
+            "duplicate, rejected: answered as success to the app but not stored; skipped: "
+            "messages without a position)", ["app", "outcome"], registry=r)
         self.spoof_attempts = Counter("geotel_ingest_spoof_attempts",
                                       "Events claiming another device or rep", registry=r)
         self.sink_batch_seconds = Histogram("geotel_sink_batch_seconds",

@@ -63,6 +63,68 @@ def _errors(refs: dict[Any, Any], *statuses: tuple[int, str]) -> dict[str, Any]:
     return out
 
 
+def _tracker_paths(refs: dict[Any, Any]) -> dict[str, Any]:
+    """The tracker-app endpoints (streams/trackers.py): bodies are the apps' own protocols
+    (docs/ingest.md, "Tracker apps"), so they are described, not modelled."""
+    obj = {"type": "object"}
+    token = {"name": "token", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": "The device token (the app can send nothing else: HTTPS only)."}
+    errors = _errors(refs, (400, "Not the app's protocol."),
+                     (401, "Missing, unknown or revoked device token (the app retries)."),
+                     (413, "Body over the size limit."), (429, "The device is over its rate."),
+                     (503, "Broker did not acknowledge in time, or starting."))
+    ok = {"description": "The points are on the broker (points that can never be valid are "
+                         "counted in geotel_ingest_app_points_total, not resent)."}
+
+    def op(name: str, summary: str, body: dict[str, Any] | None, answer: dict[str, Any],
+           security: list[dict[str, list[str]]], params: list[dict[str, Any]] | None = None,
+           methods: tuple[str, ...] = ("post",)) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for m in methods:
+            o: dict[str, Any] = {
+                "summary": summary, "operationId": f"{m}{name}", "tags": ["trackers"],
+                "description": "docs/ingest.md, 'Tracker apps'.", "security": security,
+                "responses": {"200": {**ok, **answer}, **errors}}
+            if params:
+                o["parameters"] = params
+            if body is not None and m == "post":
+                o["requestBody"] = {"required": False, "content": body}
+            out[m] = o
+        return out
+
+    osm_params: list[dict[str, Any]] = [token, *({"name": n, "in": "query", "required": False,
+                            "schema": {"type": "string"}} for n in (
+        "id", "timestamp", "lat", "lon", "location", "speed", "bearing", "altitude",
+        "accuracy", "batt"))]
+    form = {"application/x-www-form-urlencoded": {"schema": obj}}
+    empty = {"content": {"text/plain": {"schema": {"type": "string", "maxLength": 0}}}}
+    counts = {"content": {"application/json": {"schema": {"type": "object", "properties": {
+        k: {"type": "integer"} for k in ("accepted", "rejected", "duplicate")}}}}}
+    return {
+        "/v1/owntracks": op("OwnTracks", "OwnTracks HTTP mode: one message", {
+            "application/json": {"schema": obj}}, {"content": {"application/json": {
+                "schema": {"type": "array", "maxItems": 0}}}},
+            [{"deviceBasic": []}, {"deviceToken": []}]),
+        "/v1/osmand/{token}": op("OsmAnd", "Traccar Client (OsmAnd query string, or the v9 "
+                                 "JSON body)", {"application/json": {"schema": obj}, **form},
+                                 empty, [{}], osm_params, ("get", "post")),
+        "/v1/traccar/{token}": op("Traccar", "Traccar Client (alias of /v1/osmand/{token})",
+                                  {"application/json": {"schema": obj}, **form}, empty, [{}],
+                                  osm_params, ("get", "post")),
+        "/v1/overland": op("Overland", "Overland: a batch of GeoJSON features", {
+            "application/json": {"schema": {"type": "object", "required": ["locations"],
+                                            "properties": {"locations": {"type": "array"}}}}},
+            {"content": {"application/json": {"schema": {
+                "type": "object", "required": ["result"], "properties": {
+                    "result": {"const": "ok"}, **{k: {"type": "integer"} for k in (
+                        "accepted", "rejected", "duplicate")}}}}}},
+            [{"deviceToken": []}]),
+        "/v1/gpslogger": op("GpsLogger", "GPSLogger custom URL (%ALL)", form, counts,
+                            [{"deviceBasic": []}, {"deviceToken": []}],
+                            methods=("get", "post")),
+    }
+
+
 def openapi_document(version: str | None = None) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every route geotel serves (an ingest-only process serves
     /v1/events, /health and /metrics; a worker the rest)."""
@@ -160,6 +222,7 @@ def openapi_document(version: str | None = None) -> dict[str, Any]:
             "responses": {"200": {"description": "OpenAPI 3.1.",
                                   "content": {"application/json": {"schema": {
                                       "type": "object"}}}}}}},
+        **_tracker_paths(refs),
     }
     return {
         "openapi": "3.1.0",
@@ -178,6 +241,8 @@ def openapi_document(version: str | None = None) -> dict[str, Any]:
                 "viewerToken": {**bearer, "description": "GEOTEL_QUERY__VIEWER_TOKEN: map "
                                 "data only."},
                 "adminToken": {**bearer, "description": "GEOTEL_PRIVACY__ADMIN_TOKEN."},
+                "deviceBasic": {"type": "http", "scheme": "basic", "description": "HTTP "
+                                "Basic with the device token as the password (any user)."},
             },
         },
     }

@@ -114,6 +114,10 @@ def register_web(pipeline: Any, *, ingest: bool = True, sql: bool = True) -> Reg
                     lambda: asyncio.wait_for(req.read(), settings.web.body_timeout_s))
                 return self.json(reply.body, status=reply.status, headers=reply.headers)
 
+        from streams.trackers import register_trackers
+
+        pipeline.tracker_ingest = register_trackers(app, handler, settings.web.body_timeout_s)
+
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:

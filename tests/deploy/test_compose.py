@@ -188,6 +188,11 @@ def test_edge_proxy_routes_to_geotel_services(services: dict[str, dict[str, Any]
     assert re.search(r"location = /v1/events\s*\{\s*proxy_pass \$ingest;", conf)
     assert re.search(r"location = /v1/sql\s*\{\s*proxy_pass \$worker;", conf)
     assert re.search(r"location = /openapi.json\s*\{\s*proxy_pass \$ingest;", conf)
+    for app in ("owntracks", "overland", "gpslogger"):
+        assert re.search(rf"location = /v1/{app}\s*\{{\s*proxy_pass \$ingest;", conf), app
+    for app in ("osmand", "traccar"):  # the token is in the path: kept out of the access log
+        assert re.search(rf"location \^~ /v1/{app}/\s*\{{\s*access_log off;\s*"
+                         rf"proxy_pass \$ingest;", conf), app
 
 
 def test_depends_on_and_volumes_exist(compose: dict[str, Any]) -> None:

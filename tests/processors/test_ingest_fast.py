@@ -75,3 +75,20 @@ def test_a_mixed_upload_keeps_positions_and_reasons() -> None:
                                                       (4, "invalid")]
     assert orjson.loads(checked[0].body)["received_at"] == "2026-11-02T12:00:00Z"
     assert orjson.loads(checked[1].body)["outcome"] == "order_placed"  # the reference's dump
+
+
+def test_items_without_event_id_get_the_same_derived_id_on_both_paths() -> None:
+    ping = {"kind": "ping", "device_id": "d", "rep_id": "r", "ts": "2026-11-02T11:00:00Z",
+            "lat": 1.0, "lon": 2.0}
+    check_in = {"kind": "check_in", "device_id": "d", "rep_id": "r",
+                "ts": "2026-11-02T11:00:00Z", "action": "visit_start", "account_id": "acc-1",
+                "position": {"lat": 1.0, "lon": 2.0}}
+    for item in (ping, {**ping, "event_id": None}, check_in, {**ping, "ts": "bad"}):
+        _check(item, TimeLimits())
+    same = {**ping, "ts": "2026-11-02T12:00:00+01:00", "lat": 1}  # the same event, spelled
+    other = {**ping, "lat": 1.5}
+    checked, rejects = check_upload([ping, same, other, check_in], RCV, TimeLimits())
+    assert not rejects
+    ids = [c.event_id for c in checked]
+    assert ids[0] == ids[1] and len(set(ids)) == 3
+    assert [orjson.loads(c.body)["event_id"] for c in checked] == ids
