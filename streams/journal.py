@@ -255,6 +255,14 @@ class UploadJournal:
         seg.size += len(data)
         self.fsyncs += 1
 
+    def close_idle(self) -> None:
+        """Close the open segment once it is ``segment_s`` old, also without new uploads
+        (so it can be trimmed); never while a write is under way."""
+        seg = self._active
+        if (seg is not None and seg.size and (self._flusher is None or self._flusher.done())
+                and self.clock() - seg.opened_at >= self.segment_s):
+            self._close_active()
+
     def settled(self, seg: Segment, partition: int | None, offset: int | None) -> None:
         """The broker's answer for one record of ``seg``: its partition and offset, or
         None (not acknowledged: the phone got a 503 and sends it again)."""
@@ -297,8 +305,7 @@ class JournaledSend:
                  trim_interval_s: float) -> None:
         self.journal, self.send, self.offsets = journal, send, offsets
         self.trim_interval_s = trim_interval_s
-        self._last_trim = journal.clock()
-        self._trimming: asyncio.Task[list[int]] | None = None
+        self._trimmer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def __call__(self, key: bytes, value: bytes) -> Any:
@@ -307,6 +314,8 @@ class JournaledSend:
         task = asyncio.ensure_future(self._produce(key, value))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if self._trimmer is None and self.offsets is not None:
+            self._trimmer = asyncio.create_task(self._trim_loop())
         return await asyncio.shield(task)
 
     async def _produce(self, key: bytes, value: bytes) -> Any:
@@ -319,16 +328,16 @@ class JournaledSend:
                                  getattr(md, "offset", None))
 
         fut.add_done_callback(settle)
-        self._maybe_trim()
         return fut
 
-    def _maybe_trim(self) -> None:
-        if self.offsets is None or self.journal.clock() - self._last_trim < self.trim_interval_s:
-            return
-        if self._trimming is not None and not self._trimming.done():
-            return
-        self._last_trim = self.journal.clock()
-        self._trimming = asyncio.create_task(self.trim())
+    async def _trim_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.trim_interval_s)
+            self.journal.close_idle()
+            try:
+                await self.trim()
+            except Exception as exc:  # never stops ingest; the journal only grows
+                log.warning("upload journal: trim failed: %r", exc)
 
     async def trim(self) -> list[int]:
         if self.offsets is None:

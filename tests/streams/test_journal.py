@@ -100,6 +100,10 @@ def test_segments_roll_and_go_only_once_stored_and_derived(tmp_path: Path) -> No
     assert [p.name for p in segment_paths(tmp_path / "j")] == [f"{second:016d}.seg"]
     # the open segment stays whatever the offsets
     assert journal.trim({0: 99, 1: 99}, None, {}) == []
+    # until it is old enough: then it closes without a new upload, and goes
+    clock.t = 25
+    journal.close_idle()
+    assert journal.trim({0: 99, 1: 99}, None, {}) == [second]
     journal.close()
 
 
