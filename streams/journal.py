@@ -476,7 +476,8 @@ def replay(settings: Settings, timeout_s: float = 60.0) -> Replayed:
                 f.flush()
                 os.fsync(f.fileno())
             _fsync_dir(directory)
-            producer.flush(timeout=timeout_s)
+            # a long journal takes its time: 60 s plus 1 s per 5 MB
+            producer.flush(timeout=timeout_s + new.stat().st_size / 5e6)
             for fut in futures:
                 md = fut.get(timeout=timeout_s)
                 ends[md.partition] = max(ends.get(md.partition, 0), md.offset + 1)

@@ -165,3 +165,43 @@ def test_journaled_send_answers_after_the_fsync_with_the_broker_future(tmp_path:
     seg = next(iter(journal.segments.values()))
     assert seg.pending == 0 and seg.ends == {2: 42}
     journal.close()
+
+
+@pytest.mark.integration
+def test_replay_publishes_the_journal_to_a_new_broker_and_rejournals_it(tmp_path: Path) -> None:
+    from kafka import KafkaConsumer
+
+    from streams.broker import EmbeddedBroker, admin_kwargs, ensure_topics
+    from streams.journal import replay
+    from streams.settings import Settings
+    from tests.conftest import free_port
+
+    port = free_port()
+    settings = Settings(_env_file=None, data_dir=tmp_path / "var",  # type: ignore[call-arg]
+                        kafka={"embedded_port": port})
+    d = tmp_path / "var" / "uploads"
+    d.mkdir(parents=True)
+    uploads = [(f"dev-{i % 3}".encode(), f'{{"events":[{i}]}}'.encode()) for i in range(40)]
+    (d / f"{1:016d}.seg").write_bytes(b"".join(frame(k, v) for k, v in uploads[:25]))
+    # the last segment ends in a record the crash cut short: never acknowledged
+    (d / f"{2:016d}.seg").write_bytes(b"".join(frame(k, v) for k, v in uploads[25:])
+                                     + frame(b"dev-x", b"torn")[:-2])
+    broker = EmbeddedBroker(port, log_path=tmp_path / "tansu.log")
+    broker.start()
+    try:
+        ensure_topics(settings)
+        report = replay(settings)
+        assert (report.uploads, report.segments, report.torn_bytes) == (40, 2,
+                len(frame(b"dev-x", b"torn")) - 2)
+        consumer = KafkaConsumer(settings.topic("telemetry.raw"), auto_offset_reset="earliest",
+                                 consumer_timeout_ms=3000, **admin_kwargs(settings))
+        got = sorted((r.key, r.value) for r in consumer)
+        consumer.close()
+        assert got == sorted(uploads)
+    finally:
+        broker.stop()
+    segs = segment_paths(d)
+    assert [p.stem for p in segs] == [f"{3:016d}"]
+    assert read_segment(segs[0]) == (uploads, 0)
+    ends = read_acked(segs[0])
+    assert ends is not None and sum(ends.values()) == 40  # one partition offset per upload
