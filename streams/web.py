@@ -16,6 +16,7 @@ from aiokafka.structs import TopicPartition
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams import journal as upload_journal
 from streams.auth import bearer_ok
 from streams.batch_consumer import LogResetWatch, caught_up, record_probe
 from streams.broker import make_consumer
@@ -90,7 +91,8 @@ def register_web(pipeline: Any, *, ingest: bool = True, sql: bool = True) -> Reg
             return await raw_topic.send(key=key, value=value)
 
         handler = IngestHandler(
-            tail.registry, produce, pipeline.metrics, pipeline.limits,
+            tail.registry, upload_journal.for_ingest(settings, produce), pipeline.metrics,
+            pipeline.limits,
             max_body_bytes=settings.ingest.max_body_bytes,
             produce_timeout_s=settings.kafka.produce_timeout_s,
             rate=TokenBucket(settings.ingest.rate_limit_events_per_s,
