@@ -217,14 +217,14 @@ def _speed_chain_drops(track: Track, params: SessionParams) -> npt.NDArray[np.in
 def _speed_chain_drops_compiled(track: Track, params: SessionParams) -> npt.NDArray[np.intp]:
     # Imported on first use: numba takes a second to import, and most processes (ingest,
     # the CLI) never derive.
-    from processors import kernels
+    import processors.kernels as kernels
 
     return kernels.speed_chain_drops(track.t, track.lon, track.lat, track.acc,
                                      params.max_speed_mps, params.jump_max_points)
 
 
 def _spike_drops_compiled(track: Track, params: SessionParams) -> npt.NDArray[np.intp]:
-    from processors import kernels
+    import processors.kernels as kernels
 
     return kernels.spike_drops(track.t, track.lon, track.lat, track.acc, track.speed,
                                params.spike_min_excess_m, params.spike_max_window_s)

@@ -132,7 +132,7 @@ def detect_stops(track: Track, params: SessionParams, *, compiled: bool = True) 
     """Stops of a filtered, time-sorted track, in time order and non-overlapping. With
     ``compiled``: :func:`processors.kernels.stop_runs`, equal to the Python below."""
     if compiled:
-        from processors import kernels  # on first use: numba is slow to import
+        import processors.kernels as kernels  # on first use: numba is slow to import
 
         p = params
         cols = kernels.stop_runs(track.t, track.lon, track.lat, p.stop_radius_m,
@@ -230,7 +230,7 @@ def travel_between(track: Track, stops: list[Stop], params: SessionParams, *,
     if n == 0:
         return []
     if compiled:
-        from processors import kernels
+        import processors.kernels as kernels
 
         ints = np.array([(s.first, s.last) for s in stops], dtype=np.int64).reshape(-1, 2)
         fl = np.array([(s.start_t, s.end_t, s.lon, s.lat) for s in stops],

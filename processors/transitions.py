@@ -183,7 +183,7 @@ def _compiled_machines(fixes: list[EnrichedPing], params: TransitionParams,
     over value codes and exact microseconds (what ``timedelta.total_seconds`` divides)."""
     if not fixes:
         return
-    from processors import kernels  # on first use: numba is slow to import
+    import processors.kernels as kernels  # on first use: numba is slow to import
 
     ts_us = np.array([(p.ts - _EPOCH) // _US for p in fixes], dtype=np.int64)
     for m in _MACHINES:
