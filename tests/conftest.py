@@ -24,6 +24,28 @@ ROOT = Path(__file__).resolve().parent.parent
 GEOTEL = [sys.executable, "-m", "streams.cli"]
 
 
+#: Packages whose tests share one package-scoped stack.
+_SHARED_STACK_PACKAGES = {"analysts", "map"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "bench: runs a benchmark script (its smoke variant); `make test-quick` skips")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With parallel workers (pytest-xdist, ``--dist loadgroup``) the tests that share a
+    stack run on one worker: a module's tests (module-scoped stacks), or a whole package's
+    where it shares one (analysts, map). Each worker is its own process with its own
+    temporary directories (so its own chDB directory) and picks free ports."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        path = item.path.relative_to(ROOT)
+        group = path.parent if path.parent.name in _SHARED_STACK_PACKAGES else path
+        item.add_marker(pytest.mark.xdist_group(str(group)))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
