@@ -44,7 +44,7 @@ up: $(STAMP)
 # on 2 cores. TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP) browser
-	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadscope
 
 # The long runs: the 500,000-event crash run (three SIGKILLs), the 30 s ClickHouse outage, the
 # broker restart drill.

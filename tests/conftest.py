@@ -33,17 +33,23 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "bench: runs a benchmark script (its smoke variant); `make test-quick` skips")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With parallel workers (pytest-xdist, ``--dist loadgroup``) the tests that share a
-    stack run on one worker: a module's tests (module-scoped stacks), or a whole package's
-    where it shares one (analysts, map). Each worker is its own process with its own
-    temporary directories (so its own chDB directory) and picks free ports."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        path = item.path.relative_to(ROOT)
-        group = path.parent if path.parent.name in _SHARED_STACK_PACKAGES else path
-        item.add_marker(pytest.mark.xdist_group(str(group)))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With parallel workers (pytest-xdist, ``--dist loadscope``) the tests that share a stack
+    run on one worker: a module's tests (module-scoped stacks), or a whole package's where it
+    shares one (analysts, map). Each worker is its own process with its own temporary
+    directories (so its own chDB directory) and picks free ports."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class StackScopes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            package = path.rpartition("/")[0]
+            return package if package.rpartition("/")[2] in _SHARED_STACK_PACKAGES else path
+
+    return StackScopes(config, log)
 
 
 def free_port() -> int:
