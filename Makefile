@@ -8,12 +8,13 @@ STAMP  := $(VENV)/.installed
 CONSTRAINTS ?= constraints.txt
 PIN    := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
-.PHONY: help venv browser deploy-tools demo up test test-slow test-quick lint security bench accuracy schemas docs clean
+.PHONY: help venv browser deploy-tools demo up test test-slow test-quick test-clock lint security bench accuracy schemas docs clean
 
 help:
 	@echo "make demo      - install, start the pipeline with simulated reps (~1 min), print per-rep figures"
 	@echo "make test      - install and run all tests (starts the real broker and chDB)"
-	@echo "make test-quick- unit tests only"
+	@echo "make test-quick- unit tests only (no stack, no browser, no benchmark smoke runs)"
+	@echo "make test-clock- the clock-sensitive suites near midnight (UTC, Berlin) and on DST changes"
 	@echo "make test-slow - the long runs (500k-event crash run, 30 s outage, broker restart)"
 	@echo "make up        - start the whole pipeline on this machine (Ctrl-C stops it)"
 	@echo "make bench     - benchmarks (RESULT lines, var/bench/results.json)"
@@ -51,8 +52,12 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(VENV)/bin/geotel up
 
+# Parallel workers (pytest-xdist): tests sharing a stack stay on one worker (tests/conftest.py);
+# most of a stack test's time is waiting on the broker and the worker, so 2 workers help even
+# on 2 cores. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) browser deploy-tools
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadscope
 
 # The long runs: the 500,000-event crash run (three SIGKILLs), geotel up SIGKILLed three times
 # during 48,000 events of uploads, the 30 s ClickHouse outage, the
@@ -61,7 +66,12 @@ test-slow: $(STAMP)
 	GEOTEL_FULL_CRASH=1 $(PY) -m pytest -q -m slow
 
 test-quick: $(STAMP)
-	$(PY) -m pytest -q -m "not integration and not slow and not browser"
+	$(PY) -m pytest -q -m "not integration and not slow and not browser and not bench"
+
+# The clock-sensitive suites with the clock moved by libfaketime (Debian: faketime); see
+# tests/clock_check.py for the instants and what is not moved.
+test-clock: $(STAMP)
+	$(PY) tests/clock_check.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -24,6 +24,34 @@ ROOT = Path(__file__).resolve().parent.parent
 GEOTEL = [sys.executable, "-m", "streams.cli"]
 
 
+#: Packages whose tests share one package-scoped stack.
+_SHARED_STACK_PACKAGES = {"analysts", "map"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "bench: runs a benchmark script (its smoke variant); `make test-quick` skips")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With parallel workers (pytest-xdist, ``--dist loadscope``) the tests that share a stack
+    run on one worker: a module's tests (module-scoped stacks), or a whole package's where it
+    shares one (analysts, map). Each worker is its own process with its own temporary
+    directories (so its own chDB directory) and picks free ports."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class StackScopes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            package = path.rpartition("/")[0]
+            return package if package.rpartition("/")[2] in _SHARED_STACK_PACKAGES else path
+
+    return StackScopes(config, log)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,6 +15,7 @@ import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from kafka import KafkaProducer
 
@@ -40,6 +41,13 @@ class FieldData:
     now: dt.datetime
     live: dict[str, str] = field(default_factory=dict)  # rep_id -> expected live status
     accepted: int = 0
+
+    def latest_local_date(self) -> dt.date:
+        """The latest of the reps' local dates now: a live event's ``local_date`` is at most
+        this (it is the UTC date's successor between local and UTC midnight east of UTC)."""
+        now = dt.datetime.now(dt.UTC)
+        return max(now.astimezone(ZoneInfo(self.index.rep_profile(r).tz)).date()
+                   for r in self.reps)
 
 
 def stack_settings(stack: Stack) -> Settings:

@@ -79,8 +79,10 @@ def test_query_gives_a_plausible_answer(field: tuple[Stack, FieldData], question
         if "rep_id" in row and row["rep_id"] is not None:
             assert row["rep_id"] in data.reps, row
         if "local_date" in row:
+            # a rep's day is local: east of Greenwich, between local and UTC midnight, the
+            # live trail's day is already the day after the UTC date
             day = dt.date.fromisoformat(row["local_date"])
-            assert data.days[0] <= day <= data.now.date(), row
+            assert data.days[0] <= day <= data.latest_local_date(), row
     CHECKS.get(question, lambda rows, data, stack: None)(rows, data, stack)
 
 
@@ -97,11 +99,12 @@ def _reps_now(rows: list[dict[str, Any]], data: FieldData, stack: Stack) -> None
 def _late(rows: list[dict[str, Any]], data: FieldData, stack: Stack) -> None:
     daily = stack.sql("SELECT rep_id, local_date, tz, toUnixTimestamp64Milli(workday_start) "
                       "AS ms FROM rep_daily WHERE workday_start IS NOT NULL")
+    # "this week" is the store's today() (its own clock and zone), not this process's date
+    week = dt.date.fromisoformat(str(stack.scalar("SELECT toString(today() - 6)")))
     expected = set()
     for d in daily:
         start = dt.datetime.fromtimestamp(int(d["ms"]) / 1000, ZoneInfo(d["tz"]))
-        if start.time() > dt.time(9, 0, 59) and dt.date.fromisoformat(d["local_date"]) >= (
-                dt.datetime.now(dt.UTC).date() - dt.timedelta(days=6)):
+        if start.time() > dt.time(9, 0, 59) and dt.date.fromisoformat(d["local_date"]) >= week:
             expected.add((d["rep_id"], d["local_date"]))
     assert {(r["rep_id"], r["local_date"]) for r in rows} == expected
 

@@ -42,6 +42,7 @@ def run_bench(args: list[str], results: Path) -> str:
 
 
 @pytest.mark.integration
+@pytest.mark.bench
 @pytest.mark.parametrize("name", list(CASES))
 def test_bench_smoke(name: str, tmp_path: Path) -> None:
     args, expected = CASES[name]

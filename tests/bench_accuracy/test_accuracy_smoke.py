@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 LINE = re.compile(r"^RESULT (\w+) (-?\d+(?:\.\d+)?) (\S+)(?: baseline=(\S+) ratio=(\S+))?$",
                   re.M)
@@ -18,6 +20,7 @@ NAMES = ["visit_f1", "visit_precision", "visit_recall", "workday_start_median_er
          "field_time_err_pct", "distance_err_pct"]
 
 
+@pytest.mark.bench
 def test_accuracy_quick(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"other_bench": {"value": 1, "unit": "x"}}))

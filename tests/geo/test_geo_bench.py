@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from geo_fixtures import ROOT
 
 LINE = re.compile(r"^RESULT (\w+) (\d+) pts/s baseline=(\d+) ratio=(\d+\.\d\d)$", re.M)
 
 
+@pytest.mark.bench
 def test_bench_quick(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"other_bench": {"value": 1, "unit": "x"}}))

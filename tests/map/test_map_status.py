@@ -66,7 +66,10 @@ def test_live_reps_have_the_status_they_act_out(mapstack: tuple[Stack, FieldData
     reps = {r["rep_id"]: r for r in body["reps"]}
     for rep, mode in data.live.items():
         assert reps[rep]["status"] == mode, reps[rep]
-        assert reps[rep]["last_fix_age_s"] < 300
+        # the trail's last fix is at data.now: its age is the time since (a busy machine
+        # can take minutes between the upload and this request)
+        since = (dt.datetime.now(dt.UTC) - data.now).total_seconds()
+        assert 0 <= reps[rep]["last_fix_age_s"] <= since + 5, (reps[rep], since)
         assert reps[rep]["territory_id"] is not None  # the index knows where they are
         assert 0 < reps[rep]["field_minutes"] <= 30
     # the others worked yesterday: off duty now, drawn at their last position

@@ -1,22 +1,18 @@
 """`geotel reps` against a running stack: export through the SQL endpoint, erase through the
-worker's admin endpoint (needs the `privacy` settings section and the route)."""
+worker's admin endpoint."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
 
-from streams.settings import Settings
 from tests.conftest import Stack, ping, wait_for
 
 pytestmark = pytest.mark.integration
 TOKEN = "admin-secret-for-tests"
-WIRED = "privacy" in Settings.model_fields and "/v1/admin/erase" in (
-    Path(__file__).resolve().parents[2] / "streams" / "web.py").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +42,6 @@ def test_export_and_erase_through_the_running_service(privacy_stack: Stack) -> N
     assert sum(ln["table"] == "events_all" for ln in lines) == 20
     assert [ln["device_id"] for ln in lines if ln["table"] == "devices"] == ["dev-x"]
 
-    if not WIRED:
-        pytest.skip("the privacy settings section or the admin route is not wired yet")
     denied = s.http.post("/v1/admin/erase", json={"rep_id": "rep-x"},
                          headers={"Authorization": "Bearer wrong"})
     assert denied.status_code == 401
