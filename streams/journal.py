@@ -363,8 +363,15 @@ def enabled(settings: Settings) -> bool:
     return mode == "on" or (mode == "auto" and settings.profile is Profile.embedded)
 
 
-def journal_dir(settings: Settings) -> Path:
+def journals_root(settings: Settings) -> Path:
     return settings.data_dir / "uploads"
+
+
+def journal_dir(settings: Settings) -> Path:
+    """This process's journal. One per web port: several ingest processes on one data dir
+    (``geotel worker`` and ``geotel ingest`` side by side) each keep their own, and
+    ``geotel up`` replays them all."""
+    return journals_root(settings) / f"web-{settings.web_port}"
 
 
 def _groups(settings: Settings) -> tuple[str, str | None]:
@@ -440,19 +447,33 @@ def _records(paths: list[Path], report: Replayed) -> Iterator[tuple[bytes, bytes
 
 def replay(settings: Settings, timeout_s: float = 60.0) -> Replayed:
     """Publish every journaled upload to ``telemetry.raw`` of the (new) broker, re-journal
-    them into one new segment with their new offsets, and drop the old segments.
+    them into one new segment per journal with their new offsets, and drop the old segments.
 
     Run by ``geotel up`` after creating the topics, before ingest starts. A crash part way
     leaves the old segments (and perhaps the new one) for the next start: replaying twice
-    is harmless."""
+    is harmless. A journal whose process still runs (its lock is held) is left to it."""
+    total = Replayed()
+    root = journals_root(settings)
+    if not root.exists():
+        return total
+    for directory in sorted(p for p in root.iterdir() if p.is_dir()):
+        try:
+            report = _replay_dir(settings, directory, timeout_s)
+        except JournalError:
+            log.info("upload journal %s belongs to a running process: left to it", directory)
+            continue
+        total.uploads += report.uploads
+        total.segments += report.segments
+        total.torn_bytes += report.torn_bytes
+    return total
+
+
+def _replay_dir(settings: Settings, directory: Path, timeout_s: float) -> Replayed:
     from kafka import KafkaProducer
 
     from streams.broker import MAX_MESSAGE_BYTES, admin_kwargs
 
     report = Replayed()
-    directory = journal_dir(settings)
-    if not directory.exists():
-        return report
     journal = UploadJournal(directory).open()  # the lock: no ingest writes meanwhile
     try:
         old = segment_paths(directory)

@@ -151,7 +151,7 @@ def _add_devices(stack: Stack, pairs: list[tuple[str, str]]) -> dict[str, str]:
 
 
 def _journal_files(stack: Stack) -> int:
-    return len(list((stack.root / "var" / "uploads").glob("*.seg")))
+    return len(list((stack.root / "var" / "uploads").glob("*/*.seg")))
 
 
 def _run(tmp_path: Path, *, devices: int, per_device: int, batch: int, phones: int,

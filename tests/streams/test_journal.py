@@ -179,7 +179,7 @@ def test_replay_publishes_the_journal_to_a_new_broker_and_rejournals_it(tmp_path
     port = free_port()
     settings = Settings(_env_file=None, data_dir=tmp_path / "var",  # type: ignore[call-arg]
                         kafka={"embedded_port": port})
-    d = tmp_path / "var" / "uploads"
+    d = tmp_path / "var" / "uploads" / "web-6066"  # a process's journal
     d.mkdir(parents=True)
     uploads = [(f"dev-{i % 3}".encode(), f'{{"events":[{i}]}}'.encode()) for i in range(40)]
     (d / f"{1:016d}.seg").write_bytes(b"".join(frame(k, v) for k, v in uploads[:25]))
