@@ -610,6 +610,18 @@ def test_far_times_and_coordinates_out_of_range(judge: Judge) -> None:
         judge.concurrent([([e for e, _ in b], [w for _, w in b]) for b in batches])
 
     run()
+    # One of each reason as well: a few hundred random times need not fall in the narrow
+    # window between the ahead limit and the store's last year.
+    now = dt.datetime.now(dt.UTC)
+
+    def ping_at(ts: dt.datetime, lat: float = 52.5) -> dict[str, Any]:
+        return {"event_id": str(uuid.uuid4()), "device_id": DEVICE, "rep_id": REP,
+                "kind": "ping", "ts": ts.isoformat(), "lat": lat, "lon": 13.4}
+
+    judge.concurrent([(
+        [ping_at(now + dt.timedelta(days=2)), ping_at(now - dt.timedelta(days=60)),
+         ping_at(now - dt.timedelta(minutes=5), lat=91.0), ping_at(now - dt.timedelta(hours=1))],
+        [{"in_future"}, {"too_old"}, {"invalid"}, "accepted"])])
     assert judge.requests >= judge.floor("far_times_and_coordinates_out_of_range")
     assert judge.reasons["in_future"] and judge.reasons["too_old"] and judge.reasons["invalid"]
     judge.landed()
