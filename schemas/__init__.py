@@ -30,7 +30,8 @@ SCHEMA_TYPES: dict[str, Any] = {
     # the derived topics' message values (schemas/topics.py), DeadLetter among them
     **{stem: TOPIC_VALUES[topic] for stem, topic in SCHEMA_FILES.items()},
 }
-assert SCHEMA_TYPES["deadletter"] is DeadLetter
+if SCHEMA_TYPES["deadletter"] is not DeadLetter:  # one model per wire format
+    raise ImportError("schemas: the dead-letter schema file must come from DeadLetter")
 
 
 def json_schemas(extra: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:

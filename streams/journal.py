@@ -244,7 +244,8 @@ class UploadJournal:
             self._file = None
 
     def _write(self, f: BinaryIO | None, seg: Segment, records: list[bytes]) -> None:
-        assert f is not None
+        if f is None:
+            raise JournalError(f"journal segment {seg.path.name} is not open")
         data = b"".join(records)
         f.write(data)
         f.flush()
