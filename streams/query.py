@@ -83,6 +83,7 @@ class AnalystSql:
         self._lock = threading.Lock()
         self._clock = clock
         self._tables: tuple[float, set[str], set[str]] = (-1e18, set(), set())
+        self.running = 0
 
     def _session(self) -> Any:
         try:
@@ -113,29 +114,25 @@ class AnalystSql:
             raise QueryError("busy", "as many queries as allowed are running; retry later",
                              status=429)
         session = None
-        # Whether the session is fit for reuse: a statement that failed part-way can leave
-        # its output in the connection, where the next query would read it back.
-        clean = False
+        healthy = False
         try:
             session = self._session()
+            self.running += 1
             tables, dbs = self._catalogue(session)
-            clean = True
 
             def parse(text: str) -> dict[str, Any]:
-                nonlocal clean
-                clean = False
                 res = session.query("SELECT parseQueryToJSON({q:String})",
                                     parameters={"q": text})
-                clean = True
                 return dict(orjson.loads(res.result_rows[0][0]))
 
-            # A refusal by the allowlist leaves the session clean.
             checked = check_query(sql, parse=parse, database=self.database, tables=tables,
                                   functions=self.functions, databases=dbs)
             ch_fmt, ctype = FORMATS[fmt]
-            clean = False
-            body = session.raw_query(checked.sql, fmt=ch_fmt)
-            clean = True
+            try:
+                body = session.raw_query(checked.sql, fmt=ch_fmt)
+            except Exception as exc:
+                raise _classify(exc) from exc
+            healthy = True
             return bytes(body), ctype
         except QueryError:
             raise
@@ -143,9 +140,12 @@ class AnalystSql:
             raise _classify(exc) from exc
         finally:
             if session is not None:
-                if clean:
+                self.running -= 1
+                if healthy:
                     self._idle.put(session)
                 else:
+                    # A query that failed part-way can leave its output in the connection,
+                    # where the next query would read it: never reuse such a session.
                     self._discard(session)
             self._slots.release()
 

@@ -256,32 +256,3 @@ def test_more_queries_than_allowed_get_429(engine: tuple[AnalystSql, Any]) -> No
     for t in threads:
         t.join()
     assert sql.run("SELECT 1", "json")[0]  # slots come back
-
-
-def test_a_failed_query_never_leaves_its_session_for_the_next(ch: Any, chdb_dir: Path) -> None:
-    """chDB can leave the output of a query that failed part-way (a timeout) in its
-    connection, where the next query on it would read it back: such sessions are closed,
-    while sessions whose query the allowlist refused are kept."""
-    opened: list[Any] = []
-
-    def open_session() -> Any:
-        c = clickhouse_connect.get_client(dsn=f"chdb://{chdb_dir}", database=ch.database)
-        for stmt in session_statements(LIMITS):
-            c.command(stmt)
-        opened.append(c)
-        return c
-
-    sql = AnalystSql(open_session, database=ch.database, max_concurrent=1)
-    try:
-        assert orjson.loads(sql.run("SELECT 1 AS x", "json")[0])["data"] == [{"x": 1}]
-        with pytest.raises(QueryError):
-            sql.run("SELECT * FROM file('/etc/passwd')", "json")
-        assert len(opened) == 1  # refused by the allowlist: the session is reused
-        with pytest.raises(QueryError) as exc:
-            sql.run(HEAVY, "json")
-        assert exc.value.code == "timeout"
-        for _ in range(3):  # the next answers are their own, on a new session
-            assert orjson.loads(sql.run("SELECT 2 AS y", "json")[0])["data"] == [{"y": 2}]
-        assert len(opened) == 2
-    finally:
-        sql.close()
