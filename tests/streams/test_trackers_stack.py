@@ -6,7 +6,6 @@ are accepted and stored with the right device, time and units, and a resend is s
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,16 +20,6 @@ pytestmark = pytest.mark.integration
 T0 = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
 COLS = ("toUnixTimestamp64Milli(ts) AS ms, rep_id, lat, lon, accuracy_m, speed_mps, "
         "heading_deg, altitude_m, battery_pct, provider")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(tmp_path_factory.mktemp("trackers"))
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def _ms(minutes: float = 0) -> int:
