@@ -105,8 +105,12 @@ class Stack:
         return f"127.0.0.1:{self.kafka_port}"
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*GEOTEL, *args], env=self.env, cwd=self.root, text=True,
-                              capture_output=True, check=check, timeout=120)
+        proc = subprocess.run([*GEOTEL, *args], env=self.env, cwd=self.root, text=True,
+                              capture_output=True, check=False, timeout=120)
+        if check and proc.returncode != 0:  # say why, not only the exit code
+            raise AssertionError(f"geotel {' '.join(args)} exited {proc.returncode}:\n"
+                                 f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        return proc
 
     def start(self, timeout_s: float = 60, command: str = "up") -> None:
         """``up`` runs broker + worker; ``worker`` joins a broker started by start_broker()."""
