@@ -15,7 +15,7 @@ help:
 	@echo "make test      - install and run all tests (starts the real broker and chDB)"
 	@echo "make test-quick- unit tests only (no stack, no browser, no benchmark smoke runs)"
 	@echo "make test-clock- the clock-sensitive suites near midnight (UTC, Berlin) and on DST changes"
-	@echo "make test-slow - the long runs (500k-event crash run, 30 s outage, broker restart)"
+	@echo "make test-slow - the long runs (500k-event crash run, 30 s outage, broker restart) and full-size fuzzing"
 	@echo "make up        - start the whole pipeline on this machine (Ctrl-C stops it)"
 	@echo "make bench     - benchmarks (RESULT lines, var/bench/results.json)"
 	@echo "make accuracy  - accuracy harness against the simulator's ground truth"
@@ -62,8 +62,10 @@ test: $(STAMP) browser deploy-tools
 # The long runs: the 500,000-event crash run (three SIGKILLs), geotel up SIGKILLed three times
 # during 48,000 events of uploads, the 30 s ClickHouse outage, the
 # broker restart drill.
+# The long runs, and the tests marked `long` again at full size (every Hypothesis example,
+# every event: tests/conftest.py sized()).
 test-slow: $(STAMP)
-	GEOTEL_FULL_CRASH=1 $(PY) -m pytest -q -m slow
+	GEOTEL_FULL_CRASH=1 GEOTEL_LONG_TESTS=1 $(PY) -m pytest -q -m "slow or long"
 
 test-quick: $(STAMP)
 	$(PY) -m pytest -q -m "not integration and not slow and not browser and not bench"

@@ -23,6 +23,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 GEOTEL = [sys.executable, "-m", "streams.cli"]
 
+#: ``make test-slow`` sets GEOTEL_LONG_TESTS=1. Tests marked ``long`` run there at full size
+#: (every Hypothesis example, every event) and in ``make test`` at a short size with the same
+#: checks, so the default loop stays short and CI still runs the full sizes.
+LONG_TESTS = os.environ.get("GEOTEL_LONG_TESTS") == "1"
+
+
+def sized(full: int, short: int) -> int:
+    """``full`` under ``make test-slow``, ``short`` in ``make test``."""
+    return full if LONG_TESTS else short
+
 
 #: Packages whose tests share one package-scoped stack.
 _SHARED_STACK_PACKAGES = {"analysts", "map"}
@@ -31,6 +41,9 @@ _SHARED_STACK_PACKAGES = {"analysts", "map"}
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "bench: runs a benchmark script (its smoke variant); `make test-quick` skips")
+    config.addinivalue_line(
+        "markers", "long: short size in `make test`, full size again in `make test-slow` "
+                   "(GEOTEL_LONG_TESTS=1, see sized())")
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -14,11 +14,13 @@ import uuid
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from processors.intake import TimeLimits, _validate_one, check_upload, validate_items
 from schemas.events import CheckIn, Ping
+from tests.conftest import sized
 from tests.processors.test_intake_fast import LIMITS, RCV, items
 
 KNOWN = {"ping": set(Ping.model_fields), "check_in": set(CheckIn.model_fields)}
@@ -41,7 +43,9 @@ def _check(item: Any, limits: TimeLimits) -> None:
         assert again.received_at == RCV
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.long
+@settings(max_examples=sized(2000, 500), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(item=items(), limits=st.sampled_from(LIMITS))
 @example(item={"kind": "ping", "event_id": str(uuid.UUID(int=1)), "device_id": "d",
                "rep_id": "r", "ts": "2026-11-02T11:00:00.5+01:00", "lat": 1, "lon": 2.0,

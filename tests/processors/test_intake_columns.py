@@ -28,6 +28,7 @@ from processors.intake_columns import IntakeBatch
 from schemas.columns import EVENT_SCHEMA, STORE_COLUMNS, EventColumns
 from sinks.migrations import EVENT_COLUMNS
 from sinks.rows import event_base_row
+from tests.conftest import sized
 from tests.processors.test_intake_fast import LIMITS, RCV, items
 
 VISIT = {"event_id": "5b0e2a4e-9d1b-4c0e-8a53-2f8f6f0f4a11", "device_id": "dev-1",
@@ -90,7 +91,9 @@ def _dumps(doc: Any) -> bytes | None:
         return None  # NaN and huge ints cannot be JSON
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.long
+@settings(max_examples=sized(800, 200), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(item=items(), limits=st.sampled_from(LIMITS), with_visit=st.booleans(),
        more=st.integers(0, 2))
 @example(item={"kind": "ping", "event_id": str(uuid.UUID(int=1)), "device_id": "d",

@@ -15,6 +15,7 @@ import math
 import uuid
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,7 @@ from processors.intake import (
     fast_row,
 )
 from sinks.rows import event_base_row
+from tests.conftest import sized
 
 RCV = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
 LIMITS = [TimeLimits(), TimeLimits(), TimeLimits(max_clock_ahead_s=600, max_event_age_s=3600),
@@ -174,7 +176,9 @@ def _check(item: Any, limits: TimeLimits) -> None:
     assert _same(fast, expected), (item, fast, expected)
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.long
+@settings(max_examples=sized(3000, 600), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(item=items(), limits=st.sampled_from(LIMITS))
 @example(item={"kind": "ping", "event_id": str(uuid.UUID(int=1)), "device_id": "d",
                "rep_id": "r", "ts": "2026-11-02T11:00:00Z", "lat": math.nan, "lon": 2.0},

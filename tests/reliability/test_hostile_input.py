@@ -50,10 +50,10 @@ from streams.devices import DeviceRegistry, issue, revoke_records
 from streams.ingest import IngestHandler, TokenBucket
 from streams.metrics import Metrics
 from streams.settings import Settings
-from tests.conftest import Stack, wait_for
+from tests.conftest import Stack, sized, wait_for
 from tests.reliability.conftest import NO_RATE_LIMIT, sql_in
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 DEVICE, REP = "dev-fz-1", "rep-fz-1"
 OTHER_DEVICE, OTHER_REP = "dev-fz-2", "rep-fz-2"
@@ -210,16 +210,21 @@ Target = InProcess | ThroughStack
 #: Examples per family: (in this process, through the stack). Every request of a family is
 #: judged the same way on both; the stack's share (a few hundred requests in all) proves the
 #: HTTP server and the stored rows agree with the handler.
-EXAMPLES = {"garbage_and_broken_json": (4200, 120), "json_of_the_wrong_shape": (2000, 60),
-            "batches_mixing_valid_and_hostile_events": (600, 30),
-            "far_times_and_coordinates_out_of_range": (500, 25),
-            "wrong_credentials": (2000, 80), "oversized_batches_and_bodies": (60, 8)}
+_FULL_EXAMPLES = {"garbage_and_broken_json": (4200, 120), "json_of_the_wrong_shape": (2000, 60),
+                  "batches_mixing_valid_and_hostile_events": (600, 30),
+                  "far_times_and_coordinates_out_of_range": (500, 25),
+                  "wrong_credentials": (2000, 80), "oversized_batches_and_bodies": (60, 8)}
 #: The least number of requests each family must have sent in this process (a family whose
-#: strategy drifted to fewer examples fails); together more than 10,000.
-FLOOR = {"garbage_and_broken_json": 4100, "json_of_the_wrong_shape": 1900,
-         "batches_mixing_valid_and_hostile_events": 1000,
-         "far_times_and_coordinates_out_of_range": 1200, "wrong_credentials": 1900,
-         "oversized_batches_and_bodies": 60}
+#: strategy drifted to fewer examples fails); together more than 10,000 at full size.
+_FULL_FLOOR = {"garbage_and_broken_json": 4100, "json_of_the_wrong_shape": 1900,
+               "batches_mixing_valid_and_hostile_events": 1000,
+               "far_times_and_coordinates_out_of_range": 1200, "wrong_credentials": 1900,
+               "oversized_batches_and_bodies": 60}
+#: In-process examples: all under ``make test-slow``, a quarter in ``make test``; the requests
+#: through the stack are the same in both.
+_SHARE = sized(4, 1) / 4
+EXAMPLES = {k: (max(8, int(n * _SHARE)), stack) for k, (n, stack) in _FULL_EXAMPLES.items()}
+FLOOR = {k: max(8, int(n * _SHARE)) for k, n in _FULL_FLOOR.items()}
 
 
 # -- the judge: posts, checks the invariants, keeps the figures ---------------------------

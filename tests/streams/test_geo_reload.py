@@ -1,4 +1,4 @@
-"""Live reload of the territory set during a 200,000-event run: later events get the new
+"""Live reload of the territory set during a run of 200,000 events (60,000 in `make test`): later events get the new
 territories, every event is stored once, none is lost or left behind."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import ROOT, Stack, wait_for
+from tests.conftest import ROOT, Stack, sized, wait_for
 
-pytestmark = pytest.mark.integration
-N_EVENTS = 200_000
+pytestmark = [pytest.mark.integration, pytest.mark.long]
+N_EVENTS = sized(200_000, 60_000)
 BATCH = 500
 
 
