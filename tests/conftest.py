@@ -220,6 +220,17 @@ class Stack:
                    **kw.pop("headers", {})}
         return self.http.post("/v1/events", content=body, headers=headers, **kw)
 
+    def post_as_phone(self, token: str, events: list[dict[str, Any]] | bytes,
+                      attempts: int = 10) -> httpx.Response:
+        """Post as a phone does: 503 (the broker did not take the upload: nothing stored)
+        and 429 are retried after Retry-After; the last answer is returned."""
+        for _ in range(attempts - 1):
+            r = self.post(token, events)
+            if r.status_code not in (429, 503):
+                return r
+            time.sleep(min(float(r.headers.get("Retry-After", "1")), 5.0))
+        return self.post(token, events)
+
     def sql(self, query: str) -> list[dict[str, Any]]:
         r = self.http.post("/v1/sql", json={"sql": query, "format": "json"})
         assert r.status_code == 200, r.text
