@@ -73,7 +73,7 @@ test-quick: $(STAMP)
 # The clock-sensitive suites with the clock moved by libfaketime (Debian: faketime); see
 # tests/clock_check.py for the instants and what is not moved.
 test-clock: $(STAMP)
-	$(PY) tests/clock_check.py
+	$(PY) tests/clock_check.py -n $(TEST_WORKERS) --dist loadscope
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

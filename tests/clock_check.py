@@ -1,7 +1,9 @@
 """Run tests with the clock moved: near UTC midnight, near the sample world's local midnight
 (Europe/Berlin) and on the two daylight-saving changes.
 
-    python tests/clock_check.py [--at NAME ...] [pytest arguments]
+    python tests/clock_check.py [--at NAME ...] [pytest arguments, e.g. -n 2]
+
+Without test paths among the pytest arguments, the suites of SUITES run.
 
 libfaketime (Debian package ``faketime``) is preloaded into pytest and so into every process
 a test starts (the broker, ``geotel up``, Chromium): each instant is one *offset* from the
@@ -126,8 +128,10 @@ def main() -> int:
                "FAKETIME_DONT_FAKE_MONOTONIC": "1"}  # timeouts and sleeps stay real
         # Chromium (the map's browser test) timed out under libfaketime; the map's statuses
         # and data are checked without it (tests/map/test_map_status.py).
+        paths = [a for a in pytest_args if not a.startswith("-") and (ROOT / a.split("::")[0]
+                                                                      ).exists()]
         cmd = [sys.executable, "-m", "pytest", "-q", "-m", "not slow and not browser",
-               *(pytest_args or SUITES)]
+               *pytest_args, *([] if paths else SUITES)]
         cmd += [f"--deselect={p}" for p in STORE_NOW]
         if not same_date:
             cmd += [f"--ignore={p}" for p in STORE_CLOCK]
