@@ -60,10 +60,9 @@ test: $(STAMP) browser deploy-tools
 	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadscope
 
 # The long runs: the 500,000-event crash run (three SIGKILLs), geotel up SIGKILLed three times
-# during 48,000 events of uploads, the 30 s ClickHouse outage, the
-# broker restart drill.
-# The long runs, and the tests marked `long` again at full size (every Hypothesis example,
-# every event: tests/conftest.py sized()).
+# during 48,000 events of uploads, the 30 s ClickHouse outage, the broker restart drill; and
+# the tests marked `long` again at full size (every Hypothesis example, every event:
+# tests/conftest.py sized()).
 test-slow: $(STAMP)
 	GEOTEL_FULL_CRASH=1 GEOTEL_LONG_TESTS=1 $(PY) -m pytest -q -m "slow or long"
 
