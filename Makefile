@@ -57,7 +57,7 @@ up: $(STAMP)
 # on 2 cores. TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP) browser deploy-tools
-	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadscope
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadscope --durations=15
 
 # The long runs: the 500,000-event crash run (three SIGKILLs), geotel up SIGKILLed three times
 # during 48,000 events of uploads, the 30 s ClickHouse outage, the broker restart drill; and
