@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 import shapely
 from shapely.geometry import mapping
 
+import streams.map_layers as map_layers
 from streams.auth import bearer_ok
 
 STATUSES = ("visiting", "travelling", "stopped", "off_duty")
@@ -120,6 +121,7 @@ SELECT rep_id, max(ts) AS last_ts,
        argMax(speed_mps, ts) AS last_speed, argMax(territory_id, ts) AS last_territory,
        argMax(in_assigned_territory, ts) AS last_in_assigned,
        argMax(geo_account_id, ts) AS last_account,
+       argMax(accuracy_m, ts) AS last_accuracy,
        groupArrayIf((toUnixTimestamp64Milli(ts), lon, lat),
                     ts > {at} - INTERVAL {motion} SECOND) AS recent
 FROM events_all
@@ -247,9 +249,12 @@ def build_reps(rows: dict[str, list[dict[str, Any]]], at: dt.datetime, index: An
             "status": status,
             "lon": f["last_lon"] if f else None,
             "lat": f["last_lat"] if f else None,
+            "accuracy_m": (round(float(f["last_accuracy"]), 1)
+                           if f and f["last_accuracy"] is not None else None),
             "last_fix_at": fix_ts.isoformat() if fix_ts else None,
             "last_fix_age_s": round((at - fix_ts).total_seconds()) if fix_ts else None,
             "territory_id": f["last_territory"] if f else None,
+            "assigned_territories": list(_assigned(index, rep)),
             "in_assigned_territory": f["last_in_assigned"] if f else None,
             "account_id": (v["seg_account"] if v and status == "visiting" else None)
             or (f["last_account"] if f else None),
@@ -260,6 +265,39 @@ def build_reps(rows: dict[str, list[dict[str, Any]]], at: dt.datetime, index: An
             "workday_start": _aware(day["workday_start"]).isoformat()  # type: ignore[union-attr]
             if day and day["workday_start"] else None,
         })
+    return out
+
+
+def _assigned(index: Any, rep: str) -> tuple[str, ...]:
+    if index is None:
+        return ()
+    try:
+        return tuple(index.rep_profile(rep).territory_ids)
+    except Exception:
+        return ()
+
+
+def filter_reps(reps: list[dict[str, Any]], territory: str | None, region: str | None,
+                regions: dict[str, str | None]) -> list[dict[str, Any]]:
+    """The reps of a territory or a region: assigned to it, or in it now.
+
+    >>> reps = [{"rep_id": "a", "territory_id": "T1", "assigned_territories": ["T2"]},
+    ...         {"rep_id": "b", "territory_id": None, "assigned_territories": ["T3"]}]
+    >>> [r["rep_id"] for r in filter_reps(reps, "T2", None, {})]
+    ['a']
+    >>> [r["rep_id"] for r in filter_reps(reps, None, "north", {"T3": "north"})]
+    ['b']
+    """
+    if not territory and not region:
+        return reps
+    out = []
+    for r in reps:
+        terrs = {*r["assigned_territories"], *([r["territory_id"]] if r["territory_id"] else [])}
+        if territory and territory not in terrs:
+            continue
+        if region and not any(regions.get(t) == region for t in terrs):
+            continue
+        out.append(r)
     return out
 
 
@@ -331,12 +369,31 @@ def parse_at(value: str | None) -> dt.datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
+@dataclass(frozen=True)
+class MapQuery:
+    """What one ``/v1/map.json`` request asks for."""
+
+    at: dt.datetime | None = None
+    territories: bool = True
+    paths: bool = False
+    accounts: bool = False
+    territory: str | None = None
+    region: str | None = None
+
+    def key(self) -> str:
+        return "|".join(str(v) for v in (self.at.isoformat() if self.at else "now",
+                                         self.territories, self.paths, self.accounts,
+                                         self.territory, self.region))
+
+
 class MapService:
     """Builds (and briefly caches) the map data of one worker."""
 
-    def __init__(self, pipeline: Any, params: MapParams = MapParams()) -> None:
+    def __init__(self, pipeline: Any, params: MapParams = MapParams(),
+                 layers: map_layers.LayerParams | None = None) -> None:
         self.p = pipeline
         self.params = params
+        self.layers = layers or map_layers.LayerParams()
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._geo: tuple[int, dict[str, Any], list[float] | None] | None = None
         self._lock = asyncio.Lock()
@@ -353,76 +410,170 @@ class MapService:
             self._geo = (version, territories_geojson(index, self.params), bbox)
         return self._geo
 
-    async def data(self, at: dt.datetime | None, with_territories: bool) -> dict[str, Any]:
-        key = f"{at.isoformat() if at else 'now'}|{with_territories}"
+    def _regions(self) -> dict[str, str | None]:
+        geo = self._territories()[1]
+        return {f["id"]: f["properties"]["region"] for f in geo["features"]}
+
+    def _build(self, q: MapQuery, when: dt.datetime) -> dict[str, Any]:
+        """The blocking part (store queries and assembly), run in the query executor."""
+        reader = self.p.reader
+        rows = query_store(reader, when, self.params)
+        version, geo, bbox = self._territories()
+        reps = build_reps(rows, when, self._index(), self.params)
+        reps = filter_reps(reps, q.territory, q.region, self._regions())
+        if bbox is None:
+            pts = [(r["lon"], r["lat"]) for r in reps if r["lon"] is not None]
+            if pts:
+                xs, ys = zip(*pts, strict=True)
+                bbox = [min(xs), min(ys), max(xs), max(ys)]
+        body = snapshot(reps, geo if q.territories else None, when, version, bbox)
+        if q.paths:
+            windows = map_layers.work_windows(rows["days"], when)
+            wanted = {r["rep_id"] for r in reps}
+            windows = {k: v for k, v in windows.items() if k in wanted}
+            only = sorted(windows) if (q.territory or q.region) else None
+            body["paths"] = map_layers.build_paths(
+                map_layers.query_paths(reader, windows, when, self.layers, only), windows,
+                self.layers)
+        if q.accounts:
+            accounts, last = map_layers.query_accounts(reader, when, self.layers)
+            accs = map_layers.build_accounts(accounts, last, when)
+            if q.territory:
+                accs = [a for a in accs if a["territory_id"] == q.territory]
+            if q.region:
+                accs = [a for a in accs if a["region"] == q.region]
+            body["accounts"] = accs
+        return body
+
+    async def data(self, q: MapQuery) -> dict[str, Any]:
+        key = q.key()
         async with self._lock:
             hit = self._cache.get(key)
             if hit is not None and time.monotonic() - hit[0] < self.params.cache_s:
                 return hit[1]
-            when = at or dt.datetime.now(dt.UTC)
+            when = q.at or dt.datetime.now(dt.UTC)
             loop = asyncio.get_running_loop()
-            rows = await loop.run_in_executor(self.p.query_executor, query_store,
-                                              self.p.reader, when, self.params)
-            version, geo, bbox = self._territories()
-            reps = build_reps(rows, when, self._index(), self.params)
-            if bbox is None:
-                pts = [(r["lon"], r["lat"]) for r in reps if r["lon"] is not None]
-                if pts:
-                    xs, ys = zip(*pts, strict=True)
-                    bbox = [min(xs), min(ys), max(xs), max(ys)]
-            body = snapshot(reps, geo if with_territories else None, when, version, bbox)
+            body = await loop.run_in_executor(self.p.query_executor, self._build, q, when)
             self._cache = {k: v for k, v in self._cache.items()
                            if time.monotonic() - v[0] < self.params.cache_s}
             self._cache[key] = (time.monotonic(), body)
             return body
 
+    def _rep_day(self, rep: str, at: dt.datetime) -> dict[str, Any]:
+        rows = map_layers.query_day(self.p.reader, rep, _local_date(at, "UTC"), at)
+        tz = (rows["day"][0]["tz"] if rows["day"] else None) or _rep_tz(self._index(), rep)
+        day = _local_date(at, tz)
+        if day != _local_date(at, "UTC") or not rows["day"]:
+            rows = map_layers.query_day(self.p.reader, rep, day, at)
+        return map_layers.rep_day(rows, rep, day, at, self.layers)
+
+    async def rep_day(self, rep: str, at: dt.datetime | None) -> dict[str, Any]:
+        """One rep's day (its local day of ``at``) for the rep panel."""
+        map_layers.valid_rep(rep)
+        when = at or dt.datetime.now(dt.UTC)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.p.query_executor, self._rep_day, rep, when)
+
+
+ASSETS = {"map.js": "application/javascript", "map.css": "text/css",
+          "vendor/leaflet/leaflet.js": "application/javascript",
+          "vendor/leaflet/leaflet.css": "text/css",
+          "vendor/leaflet/LICENSE": "text/plain; charset=utf-8",
+          **{f"vendor/leaflet/images/{n}.png": "image/png"
+             for n in ("layers", "layers-2x", "marker-icon", "marker-icon-2x", "marker-shadow")}}
+
+
+def page_config(settings: Any) -> dict[str, Any]:
+    """What the page needs from the settings (no secrets)."""
+    m = settings.map
+    return {"tile_url": m.tile_url, "tile_attribution": m.tile_attribution,
+            "tile_max_zoom": m.tile_max_zoom, "refresh_s": m.refresh_s}
+
 
 def register_map(pipeline: Any) -> MapService | None:
-    """Add /map, its assets and /v1/map.json to the worker's web server (workers only: the
-    data comes from the store through the read-only client)."""
+    """Add /map, its assets, /v1/map.json and /v1/map/rep.json to the worker's web server
+    (workers only: the data comes from the store through the read-only client)."""
     if getattr(pipeline, "reader", None) is None:
         return None
     from faust.web import Request, Response, View
 
     app = pipeline.app
-    service = MapService(pipeline)
+    m = pipeline.settings.map
+    service = MapService(pipeline, layers=map_layers.LayerParams(
+        path_step_s=m.path_step_s, coverage_lookback_days=m.coverage_lookback_days))
     pipeline.map_service = service
-    assets = {"map.js": "application/javascript", "map.css": "text/css"}
+    config = page_config(pipeline.settings)
 
     @app.page("/map")
     class MapPage(View):
         async def get(self, request: Request) -> Response:
             return self.bytes(_static("map.html"), content_type="text/html")
 
-    @app.page("/map/{name}")
+    @app.page("/map/config.json")
+    class MapConfig(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(config)
+
+    @app.page("/map/{name:.+}")
     class MapAsset(View):
         async def get(self, request: Request, name: str) -> Response:
-            if name not in assets:
+            if name not in ASSETS:
                 return self.json({"error": "not_found"}, status=404)
-            return self.bytes(_static(name), content_type=assets[name])
+            return self.bytes(_static(name), content_type=ASSETS[name],
+                              headers={"Cache-Control": "max-age=300"})
 
     q = pipeline.settings.query
     # The viewer token or the query token (who may run SQL may see the map).
     tokens = [t for t in (q.viewer_token, q.token) if t is not None]
 
+    def refused(view: View, request: Request) -> Response | None:
+        if tokens:  # rep positions are as private as the SQL endpoint
+            req: Any = request
+            if not bearer_ok(req.headers.get("Authorization"), tokens):
+                return view.json({"error": "unauthorized"}, status=401,
+                                 headers={"WWW-Authenticate": "Bearer"})
+        return None
+
+    def bad(view: View, detail: str) -> Response:
+        return view.json({"error": "bad_request", "detail": detail}, status=400)
+
     @app.page("/v1/map.json")
     class MapData(View):
         async def get(self, request: Request) -> Response:
             query: Any = getattr(request, "query", {})
-            if tokens:  # rep positions are as private as the SQL endpoint
-                req: Any = request
-                if not bearer_ok(req.headers.get("Authorization"), tokens):
-                    return self.json({"error": "unauthorized"}, status=401,
-                                     headers={"WWW-Authenticate": "Bearer"})
+            if (no := refused(self, request)) is not None:
+                return no
             try:
                 at = parse_at(query.get("at"))
             except ValueError:
-                return self.json({"error": "bad_request",
-                                  "detail": "at must be an ISO 8601 time"}, status=400)
-            with_geo = query.get("territories", "1") != "0"
+                return bad(self, "at must be an ISO 8601 time")
+            mq = MapQuery(at=at, territories=query.get("territories", "1") != "0",
+                          paths=query.get("paths", "0") == "1",
+                          accounts=query.get("accounts", "0") == "1",
+                          territory=query.get("territory") or None,
+                          region=query.get("region") or None)
             try:
-                body = await service.data(at, with_geo)
+                body = await service.data(mq)
             except Exception as exc:  # the store is down: say so, the page keeps polling
+                return self.json({"error": "unavailable", "detail": str(exc)[:500]},
+                                 status=503)
+            return self.json(body)
+
+    @app.page("/v1/map/rep.json")
+    class MapRepDay(View):
+        async def get(self, request: Request) -> Response:
+            query: Any = getattr(request, "query", {})
+            if (no := refused(self, request)) is not None:
+                return no
+            try:
+                at = parse_at(query.get("at"))
+                rep = map_layers.valid_rep(query.get("rep"))
+            except ValueError as exc:
+                return bad(self, str(exc) if "rep" in str(exc)
+                           else "at must be an ISO 8601 time")
+            try:
+                body = await service.rep_day(rep, at)
+            except Exception as exc:
                 return self.json({"error": "unavailable", "detail": str(exc)[:500]},
                                  status=503)
             return self.json(body)

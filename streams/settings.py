@@ -229,6 +229,29 @@ class WebSettings(_Section):
                                  "at once.")
 
 
+class MapSettings(_Section):
+    tile_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s\"'<>]+$",
+        description="Basemap tile URL template for the live map, e.g. "
+        "`https://tile.openstreetmap.org/{z}/{x}/{y}.png` (the browser fetches the tiles; "
+        "respect the provider's usage policy). Unset: no basemap, the territory outlines "
+        "are the map (works offline).")
+    tile_attribution: str = Field(
+        default="", max_length=500,
+        description="Attribution shown with the basemap (plain text), e.g. "
+        "`(c) OpenStreetMap contributors`; required by most tile providers.")
+    tile_max_zoom: int = Field(default=19, ge=1, le=24,
+                               description="Highest zoom level the tile server has.")
+    refresh_s: float = Field(default=5.0, ge=1.0, le=3600.0,
+                             description="How often an open map page fetches the reps, s.")
+    path_step_s: int = Field(default=30, ge=1, le=3600,
+                             description="Today's path: one point per rep and this many "
+                             "seconds, s.")
+    coverage_lookback_days: int = Field(default=90, ge=1, le=3650,
+                                        description="Accounts layer: a verified visit is "
+                                        "looked for this many days back, days.")
+
+
 class Settings(BaseSettings):
     """geotel settings; see docs/configuration.md."""
 
@@ -257,6 +280,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     query: QuerySettings = QuerySettings()
     web: WebSettings = WebSettings()
+    map: MapSettings = Field(default=MapSettings(),
+                             description="The live map page (docs/map.md).")
     sessions: SessionParams = Field(default=SessionParams(),
                                     description="Session derivation (docs/sessions.md).")
     transitions: TransitionParams = Field(default=TransitionParams(),
