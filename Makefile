@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 CONSTRAINTS ?= constraints.txt
 PIN    := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
-.PHONY: help venv browser deploy-tools demo up test test-slow test-quick test-clock lint security bench accuracy schemas docs clean
+.PHONY: help venv browser vendor-leaflet deploy-tools demo up test test-slow test-quick test-clock lint security bench accuracy schemas docs clean
 
 help:
 	@echo "make demo      - install, start the pipeline with simulated reps (~1 min), print per-rep figures"
@@ -21,6 +21,7 @@ help:
 	@echo "make accuracy  - accuracy harness against the simulator's ground truth"
 	@echo "make lint      - ruff and mypy"
 	@echo "make deploy-tools - compose (Debian package) for the deployment tests"
+	@echo "make vendor-leaflet - re-vendor the map library (LEAFLET_VERSION=, default the pinned one)"
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +38,11 @@ browser:
 	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	    else echo "the map test needs Chromium: sudo apt-get install chromium chromium-driver" >&2; exit 1; fi; }
+
+# The live map's library, vendored from the npm registry (needs node + npm; the pinned version
+# is in the script, LEAFLET_VERSION= overrides it). The service serves the files itself.
+vendor-leaflet:
+	scripts/vendor-leaflet.sh
 
 # The deployment tests parse deploy/docker-compose.yml with compose itself (Debian's
 # docker-compose; `config` needs no container engine). CI runs this before `make test`.

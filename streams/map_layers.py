@@ -249,8 +249,9 @@ def timeline(day: dict[str, Any] | None, segments: list[dict[str, Any]],
              visits: list[dict[str, Any]], at: dt.datetime, p: LayerParams = LayerParams()
              ) -> list[dict[str, Any]]:
     """The day in order: ``workday_start``, the segments (a visit with its account and
-    outcome, in place of the stop it overlays), ``gap`` for a hole of at least ``gap_s`` between segments inside the work
-    day (nothing known: phone off, no fixes), ``workday_end``. Clipped at ``at``.
+    outcome, in place of the stop it overlays), ``gap`` for a hole of at least ``gap_s``
+    between segments inside the work day (nothing known: phone off, no fixes),
+    ``workday_end``. Clipped at ``at``.
 
     >>> t = dt.datetime(2026, 11, 2, 8, tzinfo=dt.UTC)
     >>> h = dt.timedelta(hours=1)

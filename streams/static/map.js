@@ -18,7 +18,8 @@
                  off_duty: "#9e9e9e"};
   var config = {refresh_s: 5, tile_url: null};
   var geoVersion = null, territories = null, fitted = false, timer = null;
-  var lastAccounts = 0, selected = null, lastPaths = {};
+  var lastAccounts = 0, lastPathsAt = 0, selected = null, lastPaths = {};
+  var PATHS_EVERY_MS = 30000, ACCOUNTS_EVERY_MS = 60000;
   var reps = {};  // rep_id -> {marker, accuracy, path, data}
   var stats = {started: performance.now(), firstRenderMs: null, lastRenderMs: null,
                lastFetchMs: null, updates: 0};
@@ -133,7 +134,7 @@
         return;
       }
       var ll = [r.lat, r.lon];
-      var style = {radius: 8, color: "#fff", weight: 2, fillColor: COLOURS[r.status] || "#000",
+      var style = {radius: 9, color: "#111", weight: 2.5, fillColor: COLOURS[r.status] || "#000",
                    fillOpacity: 1, className: "rep " + r.status};
       if (!e) {
         e = reps[r.rep_id] = {data: r};
@@ -189,13 +190,13 @@
     if (d === null || d === undefined) { return "cov-old"; }
     return d <= 7 ? "cov-week" : d <= 30 ? "cov-month" : "cov-old";
   }
-  var COV = {"cov-week": "#43a047", "cov-month": "#fdd835", "cov-old": "#e53935"};
+  var COV = {"cov-week": "#00897b", "cov-month": "#f9a825", "cov-old": "#e57373"};
   function drawAccounts(accounts) {
     accLayer.clearLayers();
     accounts.forEach(function (a) {
       var c = covClass(a.days_since_verified);
-      var m = L.circleMarker([a.lat, a.lon], {radius: 3.5, weight: 0.5, color: "#444",
-                                              fillColor: COV[c], fillOpacity: 0.9,
+      var m = L.circleMarker([a.lat, a.lon], {radius: 3, weight: 0, color: "#444",
+                                              fillColor: COV[c], fillOpacity: 0.75,
                                               className: "account " + c}).addTo(accLayer);
       m.bindTooltip(a.account_id + (a.name ? " " + a.name : "") + "<br>last verified visit: " +
         (a.days_since_verified === null ? "none in the lookback" : a.days_since_verified + " days ago"));
@@ -274,8 +275,6 @@
       tr.className = tr.getAttribute("data-rep-id") === id ? "selected" : "";
     });
     drawPaths(lastPaths);
-    var e = reps[id];
-    if (e && e.path) { e.path.bringToFront(); }
     var panel = document.getElementById("rep-panel");
     panel.hidden = false;
     panel.setAttribute("data-state", "loading");
@@ -408,19 +407,27 @@
       new Date(data.at).toLocaleString() + (at ? "" : " - refreshes every " + config.refresh_s + " s");
     var ms = performance.now() - t0;
     stats.lastRenderMs = ms; stats.updates += 1;
-    if (stats.firstRenderMs === null) { stats.firstRenderMs = performance.now() - stats.started; }
+    if (stats.firstRenderMs === null) {  // since the script started / since navigation
+      stats.firstRenderMs = performance.now() - stats.started;
+      stats.readyMs = performance.now();
+    }
     document.body.setAttribute("data-render-ms", ms.toFixed(1));
     document.body.setAttribute("data-updated", data.at);
     document.body.setAttribute("data-updates", String(stats.updates));
     document.body.setAttribute("data-state", "ready");
     if (openRep) { var r = openRep; openRep = null; selectRep(r); }
   }
-  function refresh() {
+  // Reps every refresh; paths (the heavy part: ~100 points per rep) every 30 s and
+  // accounts every minute, or at once when `full`.
+  function refresh(full) {
+    var now = performance.now();
     var wantAccounts = map.hasLayer(accLayer) &&
-      (lastAccounts === 0 || performance.now() - lastAccounts > 60000);
+      (full || lastAccounts === 0 || now - lastAccounts > ACCOUNTS_EVERY_MS);
+    var wantPaths = map.hasLayer(pathLayer) &&
+      (full || lastPathsAt === 0 || now - lastPathsAt > PATHS_EVERY_MS);
     var query = {at: at, territory: filt.territory, region: filt.region,
                  territories: territories && geoVersion !== null ? "0" : null,
-                 paths: map.hasLayer(pathLayer) ? "1" : null,
+                 paths: wantPaths ? "1" : null,
                  accounts: wantAccounts ? "1" : null};
     var t0 = performance.now();
     return getJSON("/v1/map.json?" + q(query)).then(function (data) {
@@ -431,12 +438,13 @@
         return 0;
       }
       if (data.accounts) { lastAccounts = performance.now(); }
+      if (data.paths) { lastPathsAt = performance.now(); }
       render(data);
       return at ? 60000 : config.refresh_s * 1000;
     }).catch(function (e) { showError(e); return config.refresh_s * 1000; })
       .then(function (delay) { timer = window.setTimeout(refresh, delay); });
   }
-  window.geotelMap.refresh = function () { window.clearTimeout(timer); return refresh(); };
+  window.geotelMap.refresh = function (full) { window.clearTimeout(timer); return refresh(full); };
 
   getJSON("/map/config.json").catch(function () { return config; }).then(function (c) {
     config = c;
@@ -448,6 +456,10 @@
       document.body.setAttribute("data-basemap", "territories");
     }
     L.control.layers(null, overlays, {collapsed: false}).addTo(map);
+    map.on("overlayadd", function (ev) {
+      if (ev.layer === pathLayer) { lastPathsAt = 0; window.geotelMap.refresh(); }
+      if (ev.layer === accLayer) { lastAccounts = 0; window.geotelMap.refresh(); }
+    });
     map.attributionControl.setPrefix('<a href="/map/vendor/leaflet/LICENSE">Leaflet</a>');
     map.setView([0, 0], 2);
     setTimeInputs();
