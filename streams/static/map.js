@@ -26,7 +26,11 @@
   window.geotelMap = {stats: stats};
 
   var map = L.map("map", {preferCanvas: false, zoomSnap: 0.25});
-  var terrLayer = L.geoJSON(null, {style: terrStyle, onEachFeature: onTerritory});
+  // One pane (and SVG) per layer, stacked in this order whatever is redrawn when.
+  [["territories", 401], ["accounts", 402], ["paths", 403], ["accuracy", 404],
+   ["reps", 405]].forEach(function (p) { map.createPane(p[0]).style.zIndex = p[1]; });
+  var terrLayer = L.geoJSON(null, {style: terrStyle, onEachFeature: onTerritory,
+                                   pane: "territories"});
   var accLayer = L.layerGroup();
   var pathLayer = L.layerGroup();
   var accuracyLayer = L.layerGroup();
@@ -80,7 +84,8 @@
     var assigned = (f.properties.assigned_reps || 0) > 0;
     return {color: assigned ? "#37474f" : "#90a4ae", weight: assigned ? 1.6 : 0.8,
             fillColor: n ? "hsl(210, 70%, " + (88 - 38 * Math.min(1, n / 4)).toFixed(0) + "%)" : "#f5f6f8",
-            fillOpacity: config.tile_url ? 0.35 : 0.9, className: "territory"};
+            fillOpacity: config.tile_url ? 0.35 : 0.9, className: "territory",
+            pane: "territories"};
   }
   function onTerritory(f, layer) {
     layer.bindTooltip(f.id + (f.properties.name ? " " + f.properties.name : ""),
@@ -135,7 +140,7 @@
       }
       var ll = [r.lat, r.lon];
       var style = {radius: 9, color: "#111", weight: 2.5, fillColor: COLOURS[r.status] || "#000",
-                   fillOpacity: 1, className: "rep " + r.status};
+                   fillOpacity: 1, className: "rep " + r.status, pane: "reps"};
       if (!e) {
         e = reps[r.rep_id] = {data: r};
         e.marker = L.circleMarker(ll, style).addTo(repLayer);
@@ -143,7 +148,7 @@
         e.marker.on("click", function () { selectRep(r.rep_id); });
         e.accuracy = L.circle(ll, {radius: r.accuracy_m || 0, weight: 1, color: COLOURS[r.status],
                                    opacity: 0.5, fillOpacity: 0.08, interactive: false,
-                                   className: "accuracy"}).addTo(accuracyLayer);
+                                   className: "accuracy", pane: "accuracy"}).addTo(accuracyLayer);
       } else {
         e.marker.setLatLng(ll);
         e.marker.setStyle(style);
@@ -178,7 +183,7 @@
       var lls = coords.map(function (c) { return [c[1], c[0]]; });
       var style = {color: id === selected ? "#d81b60" : COLOURS[e.data.status],
                    weight: id === selected ? 5 : 2.5, opacity: id === selected ? 0.95 : 0.6,
-                   interactive: false, className: "path"};
+                   interactive: false, className: "path", pane: "paths"};
       if (e.path) { e.path.setLatLngs(lls); e.path.setStyle(style); }
       else { e.path = L.polyline(lls, style).addTo(pathLayer); }
       tag(e.path, {"data-rep-id": id, "data-points": coords.length});
@@ -197,7 +202,8 @@
       var c = covClass(a.days_since_verified);
       var m = L.circleMarker([a.lat, a.lon], {radius: 3, weight: 0, color: "#444",
                                               fillColor: COV[c], fillOpacity: 0.75,
-                                              className: "account " + c}).addTo(accLayer);
+                                              className: "account " + c,
+                                              pane: "accounts"}).addTo(accLayer);
       m.bindTooltip(a.account_id + (a.name ? " " + a.name : "") + "<br>last verified visit: " +
         (a.days_since_verified === null ? "none in the lookback" : a.days_since_verified + " days ago"));
       tag(m, {"data-account-id": a.account_id, "data-days": a.days_since_verified,
