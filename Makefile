@@ -31,10 +31,11 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 venv: $(STAMP)
 
-# The live-map test drives headless Chromium (Debian packages; nothing is downloaded by a
-# test tool). Installed when missing and we may (root with apt); otherwise say how.
+# The map tests drive headless Chromium through chromedriver (Debian packages; nothing is
+# downloaded by a test tool). Missing, they fail rather than skip. Installed when missing and we may (root with apt); otherwise say how.
 browser:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	@{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } && \
+	  command -v chromedriver >/dev/null 2>&1 || \
 	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	    else echo "the map test needs Chromium: sudo apt-get install chromium chromium-driver" >&2; exit 1; fi; }
