@@ -122,7 +122,8 @@ def build_paths(rows: list[dict[str, Any]], windows: dict[str, tuple[dt.datetime
         if w is None:
             continue
         lo, hi = w[0].timestamp() * 1000, w[1].timestamp() * 1000
-        pts = sorted((ms, lon, lat) for ms, lon, lat in r["pts"] or [] if lo <= ms <= hi)
+        pts = sorted((ms, lon, lat) for ms, lon, lat in r["pts"] or []
+                     if lo <= ms <= hi and lon is not None and lat is not None)
         if not pts:
             continue
         reps.append(r["rep_id"])

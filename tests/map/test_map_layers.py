@@ -48,7 +48,7 @@ def test_paths_keep_only_pings_inside_the_work_window_in_time_order() -> None:
     at = T + 2 * H
     ms = [int((T + k * 10 * M).timestamp() * 1000) for k in range(-3, 13)]
     pts = [(m, 13.0 + i * 0.01, 52.0 + (i % 2) * 0.01) for i, m in enumerate(ms)]
-    rows = [{"rep_id": "r1", "pts": list(reversed(pts))},
+    rows = [{"rep_id": "r1", "pts": [*reversed(pts), (ms[5] + 1, None, None)]},
             {"rep_id": "r2", "pts": pts}]  # r2 has no work day: no path at all
     windows = ml.work_windows([_day()], at)
     paths = ml.build_paths(rows, windows)
