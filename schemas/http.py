@@ -72,9 +72,14 @@ class MapRep(BaseModel):
     status: Literal["visiting", "travelling", "stopped", "off_duty"]
     lon: float | None
     lat: float | None
+    accuracy_m: float | None = Field(default=None, description="Reported accuracy of the "
+                                     "last fix, m.")
     last_fix_at: str | None = Field(description="ISO 8601, UTC.")
     last_fix_age_s: int | None
     territory_id: str | None
+    assigned_territories: list[str] = Field(default_factory=list,
+                                            description="The rep's territories in the set "
+                                            "in use.")
     in_assigned_territory: bool | None
     account_id: str | None
     tz: str
@@ -90,6 +95,21 @@ class MapCounts(BaseModel):
     reps: int
 
 
+class MapAccount(BaseModel):
+    """A customer account and its coverage (``accounts=1``)."""
+
+    account_id: str
+    name: str | None
+    territory_id: str | None
+    region: str | None
+    lon: float
+    lat: float
+    radius_m: float
+    last_verified_visit: str | None = Field(description="Start of the last GPS-verified "
+                                            "visit within the lookback, ISO 8601; null: none.")
+    days_since_verified: float | None
+
+
 class MapSnapshot(BaseModel):
     """``GET /v1/map.json``: every rep seen in the window with its status, and the
     territories (a GeoJSON FeatureCollection, EPSG:4326) with the reps in each now."""
@@ -101,7 +121,30 @@ class MapSnapshot(BaseModel):
     reps: list[MapRep]
     territories: dict[str, Any] | None = Field(description="GeoJSON FeatureCollection; "
                                                "null with territories=0.")
+    paths: dict[str, list[list[float]]] | None = Field(
+        default=None, description="With paths=1: rep id -> [[lon, lat], ...], the pings of "
+        "the rep's work day up to `at`, simplified (docs/map.md).")
+    accounts: list[MapAccount] | None = Field(default=None,
+                                              description="With accounts=1: the customers.")
 
 
-__all__ = ["EraseRequest", "EraseResponse", "ErrorResponse", "Health", "MapRep", "MapSnapshot",
-           "SqlFormat", "SqlJsonResponse", "SqlRequest"]
+class MapRepDay(BaseModel):
+    """``GET /v1/map/rep.json``: one rep's local day of ``at`` for the map's rep panel
+    (no positions)."""
+
+    rep_id: str
+    local_date: str
+    at: str
+    tz: str | None
+    workday_start: str | None
+    workday_end: str | None
+    workday_end_inferred: bool | None
+    figures: dict[str, float] | None = Field(description="The rep_daily figures (s, m, "
+                                             "counts); null without a derived day.")
+    timeline: list[dict[str, Any]] = Field(description="workday_start, segments (travel, "
+                                           "stop, visit, break), gap, workday_end; in order.")
+    visits: list[dict[str, Any]] = Field(description="The day's visits with their forms.")
+
+
+__all__ = ["EraseRequest", "EraseResponse", "ErrorResponse", "Health", "MapAccount", "MapRep",
+           "MapRepDay", "MapSnapshot", "SqlFormat", "SqlJsonResponse", "SqlRequest"]

@@ -20,6 +20,7 @@ from schemas.http import (
     EraseResponse,
     ErrorResponse,
     Health,
+    MapRepDay,
     MapSnapshot,
     SqlJsonResponse,
     SqlRequest,
@@ -31,7 +32,7 @@ MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
     (UploadBatch, "validation"), (SqlRequest, "validation"), (EraseRequest, "validation"),
     (IngestResponse, "serialization"), (ErrorResponse, "serialization"),
     (SqlJsonResponse, "serialization"), (EraseResponse, "serialization"),
-    (Health, "serialization"), (MapSnapshot, "serialization"),
+    (Health, "serialization"), (MapSnapshot, "serialization"), (MapRepDay, "serialization"),
 )
 #: Content types of ``POST /v1/sql`` per ``format`` (streams/query.py FORMATS).
 SQL_CONTENT = {"application/x-ndjson": "jsonl", "text/csv": "csv",
@@ -179,13 +180,47 @@ def openapi_document(version: str | None = None) -> dict[str, Any]:
                  "schema": {"type": "string"}},
                 {"name": "territories", "in": "query", "required": False,
                  "description": "0 leaves the territory outlines out.",
-                 "schema": {"type": "string", "enum": ["0", "1"], "default": "1"}}],
+                 "schema": {"type": "string", "enum": ["0", "1"], "default": "1"}},
+                {"name": "paths", "in": "query", "required": False,
+                 "description": "1 adds each rep's path of its work day up to `at`.",
+                 "schema": {"type": "string", "enum": ["0", "1"], "default": "0"}},
+                {"name": "accounts", "in": "query", "required": False,
+                 "description": "1 adds the customer accounts and their coverage.",
+                 "schema": {"type": "string", "enum": ["0", "1"], "default": "0"}},
+                {"name": "territory", "in": "query", "required": False,
+                 "description": "Only the reps assigned to this territory or in it now.",
+                 "schema": {"type": "string"}},
+                {"name": "region", "in": "query", "required": False,
+                 "description": "Only the reps assigned to or in a territory of this region.",
+                 "schema": {"type": "string"}}],
             "responses": {
                 "200": {"description": "The snapshot.", "content": _json(ref[MapSnapshot])},
                 **_errors(refs, (400, "at is not an ISO 8601 time."),
                           (401, "Missing or wrong viewer or query token."),
                           (503, "The store is unavailable.")),
             }}},
+        "/v1/map/rep.json": {"get": {
+            "summary": "One rep's day for the map: timeline, daily figures, visit forms",
+            "operationId": "getMapRepDay", "tags": ["map"],
+            "security": [{"viewerToken": []}, {"queryToken": []}, {}],
+            "parameters": [
+                {"name": "rep", "in": "query", "required": True,
+                 "description": "The rep id.", "schema": {"type": "string"}},
+                {"name": "at", "in": "query", "required": False,
+                 "description": "ISO 8601 time (naive means UTC): the rep's local day of it, "
+                 "up to it; default now.", "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "The day.", "content": _json(ref[MapRepDay])},
+                **_errors(refs, (400, "rep is not a rep id, or at is not an ISO 8601 time."),
+                          (401, "Missing or wrong viewer or query token."),
+                          (503, "The store is unavailable.")),
+            }}},
+        "/map/config.json": {"get": {
+            "summary": "The map page's settings: basemap tile URL, attribution, refresh",
+            "operationId": "getMapConfig", "tags": ["map"],
+            "responses": {"200": {"description": "The settings (no secrets).",
+                                  "content": {"application/json": {"schema": {
+                                      "type": "object"}}}}}}},
         "/v1/admin/erase": {"post": {
             "summary": "Erase every stored row of one rep",
             "description": "docs/privacy.md. Synchronous: the rows are gone when it answers.",
@@ -214,7 +249,8 @@ def openapi_document(version: str | None = None) -> dict[str, Any]:
             "responses": {"200": {"description": "Prometheus text exposition format.",
                                   "content": {"text/plain": text}}}}},
         "/map": {"get": {
-            "summary": "The live team map (a self-contained page)", "operationId": "getMap",
+            "summary": "The team map (a page with its own Leaflet; docs/map.md)",
+            "operationId": "getMap",
             "tags": ["map"],
             "responses": {"200": {"description": "HTML.", "content": {"text/html": text}}}}},
         "/openapi.json": {"get": {

@@ -49,6 +49,16 @@ def test_answers_match_the_served_document(served: dict[str, Any],
     check(served, "/v1/map.json", "get", stack.http.get("/v1/map.json",
                                                         params={"territories": "0"}))
     check(served, "/v1/map.json", "get", stack.http.get("/v1/map.json", params={"at": "x"}))
+    r = stack.http.get("/v1/map.json", params={"territories": "0", "paths": "1",
+                                               "accounts": "1"})
+    assert r.status_code == 200 and r.json()["accounts"]
+    check(served, "/v1/map.json", "get", r)
+    r = stack.http.get("/v1/map/rep.json", params={"rep": data.reps[0]})
+    assert r.status_code == 200 and r.json()["rep_id"] == data.reps[0]
+    check(served, "/v1/map/rep.json", "get", r)
+    check(served, "/v1/map/rep.json", "get",
+          stack.http.get("/v1/map/rep.json", params={"rep": "no such rep"}))
+    check(served, "/map/config.json", "get", stack.http.get("/map/config.json"))
     token = next(iter(data.tokens.values()))
     check(served, "/v1/events", "post", stack.post(token, b'{"events": []}'))
     check(served, "/v1/events", "post", stack.post("gt_unknown", b'{"events": []}'))

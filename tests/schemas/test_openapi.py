@@ -47,6 +47,7 @@ def test_the_document_is_valid_openapi_3_1(doc: dict[str, Any]) -> None:
 
 def test_the_document_covers_the_api(doc: dict[str, Any]) -> None:
     assert set(doc["paths"]) == {"/v1/events", "/v1/sql", "/v1/map.json", "/v1/admin/erase",
+                                 "/v1/map/rep.json", "/map/config.json",
                                  "/health", "/metrics", "/map", "/openapi.json",
                                  "/v1/owntracks", "/v1/osmand/{token}", "/v1/traccar/{token}",
                                  "/v1/overland", "/v1/gpslogger"}
