@@ -1,4 +1,5 @@
-"""Live team map: ``GET /map`` (a self-contained page) and ``GET /v1/map.json`` (its data).
+"""Team map: ``GET /map`` (the page), ``GET /v1/map.json`` (its data) and
+``GET /v1/map/rep.json`` (one rep's day); docs/map.md.
 
 The data is read from ClickHouse, not from this worker's session state: a worker holds only
 the reps of its own partitions, the store holds everyone. Per rep: the latest usable fix
@@ -8,9 +9,11 @@ the rep-day's figures; from these :func:`rep_status` decides ``visiting``, ``tra
 number of reps in each right now.
 
 ``at`` (ISO 8601) shows the map as of another time, e.g. to replay yesterday; the default is
-now. The page bundles everything it needs (plain JavaScript drawing SVG, no tiles, no CDN)
-and refreshes itself every few seconds. Responses are cached for ``cache_s`` so many open
-pages cost one set of queries.
+now. The page is drawn with Leaflet, vendored in ``streams/static/vendor/leaflet`` and
+served from here (no CDN; map tiles only when ``map.tile_url`` is set), and refreshes itself
+every few seconds. Paths, account coverage and the rep's day are in
+:mod:`streams.map_layers`. Responses are cached for ``cache_s`` so many open pages cost one
+set of queries.
 """
 
 from __future__ import annotations
