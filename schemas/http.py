@@ -126,6 +126,10 @@ class MapSnapshot(BaseModel):
         "the rep's work day up to `at`, simplified (docs/map.md).")
     accounts: list[MapAccount] | None = Field(default=None,
                                               description="With accounts=1: the customers.")
+    alerts: list[dict[str, Any]] | None = Field(
+        default=None, description="With alerts=1: the alerts of each rep's day raised by "
+        "`at` (docs/alerts.md): alert_id, rule, rep_id, local_date, raised_at, resolved_at "
+        "(null while open), detail, lon/lat.")
 
 
 class MapRepDay(BaseModel):

@@ -32,6 +32,7 @@ import shapely
 from shapely.geometry import mapping
 
 import streams.map_layers as map_layers
+from processors.alert_rules import AlertParams
 from streams.auth import bearer_ok
 
 STATUSES = ("visiting", "travelling", "stopped", "off_duty")
@@ -380,12 +381,14 @@ class MapQuery:
     territories: bool = True
     paths: bool = False
     accounts: bool = False
+    alerts: bool = False
     territory: str | None = None
     region: str | None = None
 
     def key(self) -> str:
         return "|".join(str(v) for v in (self.at.isoformat() if self.at else "now",
                                          self.territories, self.paths, self.accounts,
+                                         self.alerts,
                                          self.territory, self.region))
 
 
@@ -393,10 +396,12 @@ class MapService:
     """Builds (and briefly caches) the map data of one worker."""
 
     def __init__(self, pipeline: Any, params: MapParams = MapParams(),
-                 layers: map_layers.LayerParams | None = None) -> None:
+                 layers: map_layers.LayerParams | None = None,
+                 alert_params: AlertParams | None = None) -> None:
         self.p = pipeline
         self.params = params
         self.layers = layers or map_layers.LayerParams()
+        self.alert_params = alert_params or AlertParams()
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._geo: tuple[int, dict[str, Any], list[float] | None] | None = None
         self._lock = asyncio.Lock()
@@ -446,6 +451,14 @@ class MapService:
             if q.region:
                 accs = [a for a in accs if a["region"] == q.region]
             body["accounts"] = accs
+        if q.alerts:
+            only = sorted(r["rep_id"] for r in reps) if (q.territory or q.region) else None
+            positions = {r["rep_id"]: (r["lon"], r["lat"]) for r in reps
+                         if r["lon"] is not None}
+            index = self._index()
+            body["alerts"] = map_layers.build_alerts(
+                map_layers.query_alert_inputs(reader, when, only), when,
+                lambda rep: _assigned(index, rep), self.alert_params, positions)
         return body
 
     async def data(self, q: MapQuery) -> dict[str, Any]:
@@ -503,7 +516,8 @@ def register_map(pipeline: Any) -> MapService | None:
     app = pipeline.app
     m = pipeline.settings.map
     service = MapService(pipeline, layers=map_layers.LayerParams(
-        path_step_s=m.path_step_s, coverage_lookback_days=m.coverage_lookback_days))
+        path_step_s=m.path_step_s, coverage_lookback_days=m.coverage_lookback_days),
+        alert_params=pipeline.settings.alerts)
     pipeline.map_service = service
     config = page_config(pipeline.settings)
 
@@ -553,6 +567,7 @@ def register_map(pipeline: Any) -> MapService | None:
             mq = MapQuery(at=at, territories=query.get("territories", "1") != "0",
                           paths=query.get("paths", "0") == "1",
                           accounts=query.get("accounts", "0") == "1",
+                          alerts=query.get("alerts", "0") == "1",
                           territory=query.get("territory") or None,
                           region=query.get("region") or None)
             try:

@@ -22,7 +22,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import shapely
 
+import processors.alert_rules as alert_rules
 import streams.privacy as privacy
+from schemas.records import RepDay, Segment, Transition
 
 # The identifier pattern of schemas/events.py (Ident): what a rep id can be.
 REP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,63}$")
@@ -315,3 +317,86 @@ def rep_day(rows: dict[str, list[dict[str, Any]]], rep: str, day: dt.date, at: d
             "workday_end_inferred": bool(d["workday_end_inferred"]) if d else None,
             "figures": figures, "timeline": timeline(d, rows["segments"], rows["visits"], at, p),
             "visits": forms}
+
+
+# -- alerts (the rules of processors/alert_rules.py on the store's current derivation) ------
+ALERT_DAYS_SQL = """
+SELECT * FROM rep_daily
+WHERE local_date >= toDate({at}) - 1 AND local_date <= toDate({at}) + 1 {reps}
+"""
+
+ALERT_SEGMENTS_SQL = """
+SELECT * FROM segments
+WHERE local_date >= toDate({at}) - 1 AND local_date <= toDate({at}) + 1
+  AND kind IN ('break', 'visit') AND start <= {at} {reps}
+"""
+
+ALERT_TRANSITIONS_SQL = """
+SELECT * FROM transitions
+WHERE local_date >= toDate({at}) - 1 AND local_date <= toDate({at}) + 1
+  AND kind IN ('territory_enter', 'territory_exit') AND at <= {at} {reps}
+"""
+
+
+def query_alert_inputs(reader: Any, at: dt.datetime, reps: list[str] | None = None
+                       ) -> dict[str, list[dict[str, Any]]]:
+    only = ""
+    if reps is not None:
+        only = "AND rep_id IN (" + ",".join(privacy.sql_str(r) for r in reps) + ")"
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, sql in (("days", ALERT_DAYS_SQL), ("segments", ALERT_SEGMENTS_SQL),
+                      ("transitions", ALERT_TRANSITIONS_SQL)):
+        res = reader.query(sql.format(at=_t(at), reps=only))
+        out[name] = [dict(zip(res.column_names, row, strict=True)) for row in res.result_rows]
+    return out
+
+
+def _utc_fields(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.replace(tzinfo=dt.UTC) if isinstance(v, dt.datetime) and v.tzinfo is None
+                else v) for k, v in row.items()}
+
+
+def build_alerts(rows: dict[str, list[dict[str, Any]]], at: dt.datetime,
+                 assigned: Any, params: alert_rules.AlertParams,
+                 positions: dict[str, tuple[float, float]]) -> list[dict[str, Any]]:
+    """The alerts of each rep's local day of ``at`` that were true by ``at`` (a condition
+    that ends after ``at`` shows as open). ``assigned(rep)`` gives the rep's territories;
+    ``positions`` the reps' current positions, for alerts that have none of their own."""
+    segs: dict[tuple[str, dt.date], list[Segment]] = {}
+    for r in rows["segments"]:
+        s = Segment.model_validate(_utc_fields(r))
+        segs.setdefault((s.rep_id, s.local_date), []).append(s)
+    trans: dict[tuple[str, dt.date], list[Transition]] = {}
+    for r in rows["transitions"]:
+        t = Transition.model_validate(_utc_fields(r))
+        trans.setdefault((t.rep_id, t.local_date), []).append(t)
+    out: list[dict[str, Any]] = []
+    for r in rows["days"]:
+        try:
+            local = at.astimezone(ZoneInfo(r["tz"])).date()
+        except Exception:
+            local = at.date()
+        if r["local_date"] != local:
+            continue
+        day = RepDay.model_validate(_utc_fields(r))
+        key = (day.rep_id, day.local_date)
+        day_segs = segs.get(key, [])
+        seg_of = {alert_rules.alert_id(s.rep_id, s.local_date, rule, str(s.segment_id)): s
+                  for s in day_segs for rule in ("long_break", "unverified_visit")}
+        for c in alert_rules.evaluate(day, day_segs, trans.get(key, []),
+                                      assigned(day.rep_id), params):
+            if c.raised_at > at:
+                continue
+            seg = seg_of.get(c.alert_id)
+            lon, lat = ((seg.lon, seg.lat) if seg is not None and seg.lon is not None
+                        else positions.get(c.rep_id, (None, None)))
+            out.append({"alert_id": str(c.alert_id), "rule": c.rule, "rep_id": c.rep_id,
+                        "local_date": c.local_date.isoformat(),
+                        "raised_at": c.raised_at.isoformat(),
+                        "resolved_at": (c.resolved_at.isoformat()
+                                        if c.resolved_at is not None and c.resolved_at <= at
+                                        else None),
+                        "detail": _json(c.detail),
+                        "lon": round(lon, 5) if lon is not None else None,
+                        "lat": round(lat, 5) if lat is not None else None})
+    return sorted(out, key=lambda a: (a["raised_at"], a["alert_id"]))

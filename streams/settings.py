@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from processors.alert_rules import AlertParams
 from processors.config import SessionParams
 from processors.transitions import TransitionParams
 from streams.privacy import PrivacySettings
@@ -286,6 +287,9 @@ class Settings(BaseSettings):
                                     description="Session derivation (docs/sessions.md).")
     transitions: TransitionParams = Field(default=TransitionParams(),
                                           description="Territory/account transitions.")
+    alerts: AlertParams = Field(default=AlertParams(),
+                                description="Alert rules, evaluated on event time "
+                                "(docs/alerts.md); the map shows their alerts.")
     privacy: PrivacySettings = Field(default=PrivacySettings(),
                                      description="Off-duty positions, erasure "
                                      "(docs/privacy.md).")

@@ -28,16 +28,19 @@
   var map = L.map("map", {preferCanvas: false, zoomSnap: 0.25});
   // One pane (and SVG) per layer, stacked in this order whatever is redrawn when.
   [["territories", 401], ["accounts", 402], ["paths", 403], ["accuracy", 404],
-   ["reps", 405]].forEach(function (p) { map.createPane(p[0]).style.zIndex = p[1]; });
+   ["alerts", 405], ["reps", 406]].forEach(function (p) { map.createPane(p[0]).style.zIndex = p[1]; });
   var terrLayer = L.geoJSON(null, {style: terrStyle, onEachFeature: onTerritory,
                                    pane: "territories"});
   var accLayer = L.layerGroup();
   var pathLayer = L.layerGroup();
   var accuracyLayer = L.layerGroup();
   var repLayer = L.layerGroup();
+  var alertLayer = L.layerGroup();
   var overlays = {"territories": terrLayer, "accounts (coverage)": accLayer,
-                  "today's paths": pathLayer, "accuracy": accuracyLayer, "reps": repLayer};
-  [terrLayer, accLayer, pathLayer, accuracyLayer, repLayer].forEach(function (l) { l.addTo(map); });
+                  "today's paths": pathLayer, "accuracy": accuracyLayer, "alerts": alertLayer,
+                  "reps": repLayer};
+  var lastAlerts = [];
+  [terrLayer, accLayer, pathLayer, accuracyLayer, alertLayer, repLayer].forEach(function (l) { l.addTo(map); });
   window.geotelMap.map = map;
 
   function q(obj) {
@@ -211,6 +214,34 @@
     });
   }
 
+  // -- alerts --------------------------------------------------------------------------------
+  var RULES = {late_start: "late start", long_break: "long break", long_workday: "long work day",
+               unverified_visit: "visit GPS cannot confirm", out_of_territory: "outside territory"};
+  function alertText(a) {
+    var d = a.detail || {}, t = (RULES[a.rule] || a.rule) + ", " + a.rep_id + " at " + hm(a.raised_at);
+    if (a.rule === "unverified_visit") {
+      t += ": " + (d.account_id || "?") + (d.distance_m !== null && d.distance_m !== undefined ?
+        ", " + d.distance_m + " m from the account" : "") + ", " + mins(d.duration_s);
+    } else if (a.rule === "long_break") { t += ": " + mins(d.duration_s); }
+    else if (a.rule === "late_start") { t += ": started " + d.started_local; }
+    else if (a.rule === "out_of_territory") { t += ": " + mins(d.outside_s) + " outside"; }
+    else if (a.rule === "long_workday") { t += ": " + mins(d.workday_s); }
+    return t + (a.resolved_at ? " (ended " + hm(a.resolved_at) + ")" : " (open)");
+  }
+  function drawAlerts(alerts) {
+    lastAlerts = alerts;
+    alertLayer.clearLayers();
+    alerts.forEach(function (a) {
+      if (a.lon === null || a.lat === null) { return; }
+      var m = L.circleMarker([a.lat, a.lon], {radius: 13, weight: 3, color: "#c2185b",
+                                              dashArray: a.resolved_at ? "4 3" : null,
+                                              fill: false, pane: "alerts",
+                                              className: "alert " + a.rule}).addTo(alertLayer);
+      m.bindTooltip(alertText(a));
+      tag(m, {"data-alert-id": a.alert_id, "data-rule": a.rule, "data-rep-id": a.rep_id});
+    });
+  }
+
   // -- side panel ------------------------------------------------------------------------------
   function drawSide(data) {
     var ul = document.getElementById("status-counts");
@@ -305,6 +336,15 @@
       tr.setAttribute("data-value", String(d.figures[f[0]]));
       cell(tr, f[1]); cell(tr, f[2](d.figures[f[0]]), "num");
       fb.appendChild(tr);
+    });
+    var al = document.getElementById("rep-alerts");
+    al.textContent = "";
+    lastAlerts.filter(function (a) { return a.rep_id === d.rep_id; }).forEach(function (a) {
+      var li = document.createElement("li");
+      li.setAttribute("data-alert-id", a.alert_id);
+      li.setAttribute("data-rule", a.rule);
+      li.textContent = alertText(a);
+      al.appendChild(li);
     });
     var ol = document.getElementById("timeline");
     ol.textContent = "";
@@ -408,6 +448,7 @@
     drawReps(data);
     if (data.paths) { drawPaths(data.paths); }
     if (data.accounts) { drawAccounts(data.accounts); }
+    if (data.alerts) { drawAlerts(data.alerts); }
     drawSide(data);
     document.getElementById("when").textContent = (at ? "as of " : "live, ") +
       new Date(data.at).toLocaleString() + (at ? "" : " - refreshes every " + config.refresh_s + " s");
@@ -433,7 +474,7 @@
       (full || lastPathsAt === 0 || now - lastPathsAt > PATHS_EVERY_MS);
     var query = {at: at, territory: filt.territory, region: filt.region,
                  territories: territories && geoVersion !== null ? "0" : null,
-                 paths: wantPaths ? "1" : null,
+                 paths: wantPaths ? "1" : null, alerts: wantPaths ? "1" : null,
                  accounts: wantAccounts ? "1" : null};
     var t0 = performance.now();
     return getJSON("/v1/map.json?" + q(query)).then(function (data) {

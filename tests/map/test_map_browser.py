@@ -22,6 +22,7 @@ import pytest
 
 from tests.analysts.fielddata import FieldData
 from tests.conftest import ROOT, Stack
+from tests.map.conftest import BREAK_MAX_S
 from tests.map.webdriver import Browser
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -76,7 +77,7 @@ def test_map_layers_match_the_data(mapstack: tuple[Stack, FieldData], browser: B
         query = "?at=" + _q(at)
     _open(browser, f"{stack.base}/map{query}")
     sep = "&" if query else "?"
-    expected = stack.http.get(f"/v1/map.json{query}{sep}paths=1&accounts=1").json()
+    expected = stack.http.get(f"/v1/map.json{query}{sep}paths=1&accounts=1&alerts=1").json()
 
     # offline: only this service was asked for anything, and no basemap tiles
     hosts = browser.js("return performance.getEntriesByType('resource').map(e => e.name)")
@@ -126,6 +127,12 @@ def test_map_layers_match_the_data(mapstack: tuple[Stack, FieldData], browser: B
         assert accounts[a["account_id"]][1] == _coverage(a["days_since_verified"])
     if when == "live":  # yesterday's verified visits make some accounts green
         assert any(c == "cov-week" for _, c in accounts.values())
+
+    # alerts: one ring per alert with a position
+    rings = {(a, r, p) for a, r, p in _drawn(browser, "path.alert", "data-alert-id",
+                                               "data-rule", "data-rep-id")}
+    assert rings == {(a["alert_id"], a["rule"], a["rep_id"]) for a in expected["alerts"]
+                     if a["lon"] is not None}
 
     counts = dict(_drawn(browser, "#status-counts li", "data-status", "data-count"))
     assert counts.pop("all") == str(len(data.reps))
@@ -189,6 +196,21 @@ def test_rep_day_panel_matches_segments_daily_and_visits(
     table = {r: o for r, o in _drawn(browser, "#rep-visits tbody tr", "data-segment-id",
                                      "data-outcome")}
     assert table == {v["id"]: v["outcome"] or "" for v in vrows}
+
+    # the alerts: every break longer than the limit (tests/map/conftest.py) is one, and the
+    # panel lists the rep's alerts of the data
+    alerts = stack.http.get(f"/v1/map.json?at={_q(at)}&territories=0&alerts=1").json()["alerts"]
+    breaks = stack.sql(f"SELECT rep_id, count() AS n FROM segments WHERE local_date = '{day}' "
+                       f"AND kind = 'break' AND duration_s > {BREAK_MAX_S} GROUP BY rep_id")
+    assert sum(b["n"] for b in breaks) >= 1  # the limit is low enough to plant some
+    long_breaks: dict[str, int] = {}
+    for a in alerts:
+        if a["rule"] == "long_break" and a["local_date"] == day.isoformat():
+            long_breaks[a["rep_id"]] = long_breaks.get(a["rep_id"], 0) + 1
+            assert a["resolved_at"] is not None and a["detail"]["duration_s"] > BREAK_MAX_S
+    assert long_breaks == {b["rep_id"]: b["n"] for b in breaks}
+    listed = {a for (a,) in _drawn(browser, "#rep-alerts li", "data-alert-id")}
+    assert listed == {a["alert_id"] for a in alerts if a["rep_id"] == rep}
 
     daily = stack.sql(f"SELECT field_s, travel_s, distance_m, visits, verified_visits "
                       f"FROM rep_daily WHERE rep_id = '{rep}' AND local_date = '{day}'")[0]

@@ -120,3 +120,26 @@ def test_filter_by_territory_and_region() -> None:
     assert [r["rep_id"] for r in map_mod.filter_reps(reps, None, "south", regions)] == ["a", "b"]
     assert [r["rep_id"] for r in map_mod.filter_reps(reps, "T3", "north", regions)] == []
     assert len(map_mod.filter_reps(reps, None, None, regions)) == 3
+
+
+def test_alerts_of_the_day_raised_by_at_and_open_when_they_end_later() -> None:
+    from processors.alert_rules import AlertParams
+    from schemas.records import SegmentKind
+    from tests.processors.test_alert_rules import rep_day, seg, utc
+
+    day = rep_day(7.0, 15.0).model_dump()
+    brk = seg(SegmentKind.break_, 10.0, 11.5, 7, lon=13.1, lat=52.4).model_dump()
+    day["workday_start"] = day["workday_start"].replace(tzinfo=None)  # as the store gives it
+    rows = {"days": [day], "segments": [brk], "transitions": []}
+    p = AlertParams(break_max_s=1800.0)
+
+    def at(hour: float) -> list[dict[str, object]]:
+        return ml.build_alerts(rows, utc(hour), lambda rep: ("T1",), p, {"r1": (13.5, 52.5)})
+
+    assert at(10.4) == []  # 24 minutes into the break: under the limit
+    (open_,) = at(11.0)
+    assert open_["rule"] == "long_break" and open_["resolved_at"] is None
+    assert (open_["lon"], open_["lat"]) == (13.1, 52.4)  # the break's own position
+    (ended,) = at(12.0)
+    assert ended["alert_id"] == open_["alert_id"]
+    assert ended["resolved_at"] == utc(11.5).isoformat()
