@@ -14,7 +14,7 @@ drawn) in headless Chromium through chromedriver and measures:
 * ``map_full_update_ms`` / ``map_full_render_ms``: a refresh with the paths and accounts
   too (the page does that every 30 s / 60 s);
 * ``map_json_reps_ms`` / ``_kb``, ``map_json_paths_ms`` / ``_kb``: the data endpoint alone,
-  uncached, without and with the paths;
+  uncached, without and with the paths; ``map_json_alerts_ms`` with the alerts;
 * ``map_zoom_ms``: one zoom step with every layer on.
 
 Figures are medians of ``--updates`` refreshes; RESULT lines as the other benchmarks.
@@ -142,6 +142,13 @@ def main() -> int:
             json_ms.append((time.perf_counter() - t) * 1000)
             json_kb = len(r.content) / 1024
             time.sleep(2.1)
+        alerts_ms = []
+        for _ in range(3):
+            t = time.perf_counter()
+            ra = stack.http.get(f"/v1/map.json?at={at}&territories=0&alerts=1")
+            alerts_ms.append((time.perf_counter() - t) * 1000)
+            time.sleep(2.1)
+        print(f"# alerts: {len(ra.json()['alerts'])}", flush=True)
         body = r.json()
         placed = sum(1 for x in body["reps"] if x["lon"] is not None)
         print(f"# map.json: {len(body['reps'])} reps ({placed} placed), "
@@ -194,6 +201,7 @@ def main() -> int:
                               ("map_json_reps_kb", reps_kb, "KiB"),
                               ("map_json_paths_ms", med(json_ms), "ms"),
                               ("map_json_paths_kb", json_kb, "KiB"),
+                              ("map_json_alerts_ms", med(alerts_ms), "ms"),
                               ("map_zoom_ms", med(zooms), "ms")):
             print(f"RESULT {name}_{args.reps} {v:.0f} {unit}", flush=True)
         print(f"# load average {load:.2f}; loads {[round(x) for x in loads]}, updates "

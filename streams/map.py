@@ -436,7 +436,8 @@ class MapService:
                 bbox = [min(xs), min(ys), max(xs), max(ys)]
         body = snapshot(reps, geo if q.territories else None, when, version, bbox)
         if q.paths:
-            windows = map_layers.work_windows(rows["days"], when)
+            windows = map_layers.work_windows(rows["days"], when,
+                                              self.layers.open_end_grace_s)
             wanted = {r["rep_id"] for r in reps}
             windows = {k: v for k, v in windows.items() if k in wanted}
             only = sorted(windows) if (q.territory or q.region) else None

@@ -36,6 +36,7 @@ class LayerParams:
     path_simplify_deg: float = 0.00005  # path simplification tolerance (about 5 m)
     coverage_lookback_days: int = 90  # last verified visit looked for this far back
     gap_s: float = 120.0  # a hole of at least this long between segments: an unknown gap
+    open_end_grace_s: float = 1200.0  # an inferred day end this far behind `at`: the day ended
 
 
 def _t(t: dt.datetime) -> str:
@@ -66,20 +67,24 @@ GROUP BY rep_id
 """
 
 
-def work_windows(days: list[dict[str, Any]], at: dt.datetime
+def work_windows(days: list[dict[str, Any]], at: dt.datetime, grace_s: float = 1200.0
                  ) -> dict[str, tuple[dt.datetime, dt.datetime]]:
     """Per rep, the part of its work day of ``at`` (its local day) up to ``at``.
 
     ``days`` are rep_daily rows (``rep_id``, ``local_date``, ``tz``, ``workday_start``,
-    ``workday_end``, ``workday_end_inferred``). An open day (end inferred) runs to ``at``;
-    a checked-out day to its end.
+    ``workday_end``, ``workday_end_inferred``). A checked-out day ends at its end. An
+    inferred end is the last thing derived so far: the day runs on to ``at`` unless that
+    end is more than ``grace_s`` behind ``at`` (the day is over: what came after is off
+    duty).
 
     >>> t = dt.datetime(2026, 11, 2, 12, tzinfo=dt.UTC)
     >>> row = {"rep_id": "r1", "local_date": dt.date(2026, 11, 2), "tz": "UTC",
-    ...        "workday_start": t.replace(hour=8), "workday_end": t.replace(hour=11),
+    ...        "workday_start": t.replace(hour=8), "workday_end": t.replace(hour=11, minute=50),
     ...        "workday_end_inferred": True}
-    >>> [w.hour for w in work_windows([row], t)["r1"]]
-    [8, 12]
+    >>> [w.strftime("%H:%M") for w in work_windows([row], t)["r1"]]
+    ['08:00', '12:00']
+    >>> [w.strftime("%H:%M") for w in work_windows([row], t.replace(hour=15))["r1"]]
+    ['08:00', '11:50']
     """
     out: dict[str, tuple[dt.datetime, dt.datetime]] = {}
     for d in days:
@@ -93,7 +98,11 @@ def work_windows(days: list[dict[str, Any]], at: dt.datetime
         if d["local_date"] != local:
             continue
         end = _aware(d.get("workday_end"))
-        stop = at if end is None or d.get("workday_end_inferred", True) else min(end, at)
+        inferred = d.get("workday_end_inferred", True)
+        if end is None or (inferred and (at - end).total_seconds() <= grace_s):
+            stop = at
+        else:
+            stop = min(end, at)
         if stop > start:
             out[d["rep_id"]] = (start, stop)
     return out

@@ -34,6 +34,10 @@ def test_work_window_open_day_runs_to_at_and_a_checked_out_day_to_its_end() -> N
     assert ml.work_windows([_day()], at) == {"r1": (T, at)}
     closed = _day(workday_end=T + 2 * H, workday_end_inferred=False)
     assert ml.work_windows([closed], at) == {"r1": (T, T + 2 * H)}
+    # an inferred end long past: the day is over, the pings after it are off duty
+    over = _day(workday_end=T + 2 * H, workday_end_inferred=True)
+    assert ml.work_windows([over], at) == {"r1": (T, T + 2 * H)}
+    assert ml.work_windows([over], T + 2 * H + 10 * M) == {"r1": (T, T + 2 * H + 10 * M)}
 
 
 def test_no_window_before_the_start_or_on_another_local_day() -> None:
