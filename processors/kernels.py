@@ -289,11 +289,13 @@ def stop_runs(t: FloatArray, lon: FloatArray, lat: FloatArray, radius: float,
     for c in range(nmc):
         mm = members[mb[c]:mb[c + 1]]
         f, la = mm[0], mm[-1]
+        after_stop = c > 0 and members[mb[c] - 1] == f - 1
+        before_stop = c + 1 < nmc and members[mb[c + 1]] == la + 1
         st = t[f]
-        if f > 0 and t[f] - t[f - 1] <= travel_max_gap:
+        if f > 0 and not after_stop and t[f] - t[f - 1] <= travel_max_gap:
             st = (t[f - 1] + t[f]) / 2.0
         en = t[la]
-        if la + 1 < n and t[la + 1] - t[la] <= travel_max_gap:
+        if la + 1 < n and not before_stop and t[la + 1] - t[la] <= travel_max_gap:
             en = (t[la] + t[la + 1]) / 2.0
         first[c], last[c], start_t[c], end_t[c] = f, la, st, en
         s_lon_out[c], s_lat_out[c] = _median(lon[mm]), _median(lat[mm])
