@@ -59,6 +59,10 @@ class SessionParams(BaseModel):
     travel_max_gap_s: float = Field(
         900.0, gt=0, description="Longest gap between fixes still counted as travel; longer "
         "gaps are unknown time (field time, but neither travel nor stop).")
+    gap_travel_speed_mps: float = Field(
+        10.0, gt=0, description="Two stops with no fix between them (back to back): the "
+        "move between them lasts the straight line at this speed (at most the interval "
+        "between the two fixes), centred on its midpoint, never 0 s.")
     travel_min_step_m: float = Field(
         20.0, ge=0, description="Distance is summed between fixes at least this far apart "
         "(and at least their summed accuracy), so jitter adds no distance.")

@@ -4,10 +4,11 @@ A phone that records around the clock (tracker apps, location histories) also re
 evening and night at home, a drive to the station at 03:00, a day without data. Those must
 not set the bounds of an inferred work day, nor count as field time:
 
-* a *stay* is a run of consecutive stops within ``day_idle_radius_m`` of the first of them,
-  with no kept fix farther away in between (one stay at home that indoor noise or sparse
-  pings split into several stops); at the edge of the data it runs to the first (last) fix
-  when every fix before (after) it lies within that radius;
+* a *stay* is a run of consecutive stops at the same known place (or all at none) within
+  ``day_idle_radius_m`` of the first of them, with no kept fix farther away in between (one
+  stay at home that indoor noise or sparse pings split into several stops); at the edge of
+  the data it runs to the first (last) fix when every fix before (after) it lies within
+  that radius;
 * an *off-duty stay* lasts at least ``day_idle_s``, is at no customer or office, and is at
   the rep's home or reaches into the night (local ``night_start_h`` to ``night_end_h``):
   where the rep spends the night. A long stay at an unknown place in the day (an office
@@ -58,14 +59,18 @@ class Session:
         return self.work or not self.night
 
 
-def _stays(track: Track, stops: Sequence[Stop], radius: float) -> list[tuple[int, int]]:
-    """(first, last) stop index of each stay: consecutive stops at one place."""
+def _stays(track: Track, stops: Sequence[Stop], stop_places: Sequence[StopPlace],
+           radius: float) -> list[tuple[int, int]]:
+    """(first, last) stop index of each stay: consecutive stops at one place (the same
+    known place, or no known place and within ``radius``)."""
     out: list[tuple[int, int]] = []
     k, n = 0, len(stops)
     while k < n:
         anchor, m = stops[k], k
         while m + 1 < n:
             nxt = stops[m + 1]
+            if stop_places[m + 1].place_id != stop_places[k].place_id:
+                break  # home and the roadside lunch 200 m away are two stays
             if float(haversine_m(anchor.lon, anchor.lat, nxt.lon, nxt.lat)) > radius:
                 break
             between = slice(stops[m].last + 1, nxt.first)
@@ -91,7 +96,7 @@ def off_duty_blocks(track: Track, stops: Sequence[Stop], stop_places: Sequence[S
     out: list[OffDuty] = []
     n = len(track)
     radius = params.day_idle_radius_m
-    for k, m in _stays(track, stops, radius):
+    for k, m in _stays(track, stops, stop_places, radius):
         if any(stop_places[j].kind in WORK_PLACE_KINDS for j in range(k, m + 1)):
             continue
         a, b = stops[k], stops[m]
