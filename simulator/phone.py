@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from simulator.forms import submission_fields
-from simulator.paths import Trajectory, road_path
-from simulator.world import offset_point
 from simulator.ids import event_id, event_namespace, sub_seed
 from simulator.noise import NoiseProfile
+from simulator.paths import Trajectory, road_path
+from simulator.world import offset_point
 
 if TYPE_CHECKING:
     from simulator.plan import DayPlan
