@@ -60,9 +60,10 @@ class SessionParams(BaseModel):
         900.0, gt=0, description="Longest gap between fixes still counted as travel; longer "
         "gaps are unknown time (field time, but neither travel nor stop).")
     gap_travel_speed_mps: float = Field(
-        10.0, gt=0, description="Two stops with no fix between them (back to back): the "
+        30.0, gt=0, description="Two stops with no fix between them (back to back): the "
         "move between them lasts the straight line at this speed (at most the interval "
-        "between the two fixes), centred on its midpoint, never 0 s.")
+        "between the two fixes), centred on its midpoint, never 0 s. A fast speed (108 "
+        "km/h) takes the least from the stops' midpoint estimates.")
     travel_min_step_m: float = Field(
         20.0, ge=0, description="Distance is summed between fixes at least this far apart "
         "(and at least their summed accuracy), so jitter adds no distance.")

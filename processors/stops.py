@@ -150,9 +150,9 @@ def detect_stops(track: Track, params: SessionParams, *, compiled: bool = True) 
     for c, members in enumerate(runs):
         first, last = members[0], members[-1]
         # Back to back (no fix between this stop and its neighbour): the move happened
-        # between the two fixes. It gets the straight line at gap_travel_speed_mps, centred
-        # between them (at most the whole interval), or the travel between the stops would
-        # last 0 s and carry its distance at infinite speed.
+        # between the two fixes. It gets the straight line at gap_travel_speed_mps (fast:
+        # the least taken from the midpoint estimates), centred between them, or the travel
+        # between the stops would last 0 s and carry its distance at infinite speed.
         start = t[first]
         if first > 0 and t[first] - t[first - 1] <= params.travel_max_gap_s:
             start = (t[first - 1] + t[first]) / 2.0
