@@ -28,7 +28,7 @@ def test_a_night_trip_sets_no_bound_of_the_day() -> None:
     b.stay(3 * 3600)  # 10:00-13:00 at home: off duty
     b.t = MIDNIGHT + dt.timedelta(hours=23)
     b.drive(3000, 0).stay(900).drive(-3000, 0)  # the night trip, 23:00-23:25
-    segs, day = derive_rep_day("rep-1", DAY, TZ, b.events, InMemoryPlaces([HOME, A]))
+    _segs, day = derive_rep_day("rep-1", DAY, TZ, b.events, InMemoryPlaces([HOME, A]))
     assert day.workday_start == T0
     assert day.workday_end is not None
     assert abs((day.workday_end - home_at).total_seconds()) <= 60
@@ -118,7 +118,7 @@ def test_inferred_break_bounds(start_h: float, stay_s: float, is_break: bool) ->
     b.check_in("workday_start")
     b.drive(12_000, 0).stay(stay_s).drive(12_000, 0)
     b.check_in("workday_end")
-    segs, day = derive_rep_day("rep-1", DAY, TZ, b.events, NoPlaces())
+    _segs, day = derive_rep_day("rep-1", DAY, TZ, b.events, NoPlaces())
     assert (day.break_s > 0) is is_break
     if is_break:
         assert day.break_s == pytest.approx(stay_s, abs=90)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -61,7 +62,7 @@ def test_sparse_phone(runs: dict[str, SimulationResult]) -> None:
     work = sorted(dt.datetime.fromisoformat(p["ts"]).timestamp() for p in pings
                   if p["rep_id"] == t["rep_id"]
                   and lo + 300 < dt.datetime.fromisoformat(p["ts"]).timestamp() < hi - 300)
-    steps = [round(b - a, 3) for a, b in zip(work, work[1:])]
+    steps = [round(b - a, 3) for a, b in itertools.pairwise(work)]
     assert len(steps) > 100 and all(x % 60.0 == 0 for x in steps)
 
 def test_realistic_render_did_not_change(runs: dict[str, SimulationResult]) -> None:
