@@ -12,7 +12,7 @@ from tests.conftest import Stack, ping, wait_for
 
 
 def test_roster_and_places_sets_through_the_stack(stack: Stack, tmp_path: Path) -> None:
-    stack.load_sample_world()
+    stack.cli("territories", "load", _sample("territories.geojson"))
     roster = tmp_path / "roster.csv"
     roster.write_text("rep_id,name,team,manager,tz\n"
                       "rep-tk,Taro,East,Mia,Asia/Tokyo\n"
