@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from geo.errors import GeoError, GeoLoadError
 from geo.index import AccountHit, GeoIndex, GeoIndexError, LookupResult, RepProfile, load_index
-from geo.loader import Loaded, load_accounts, load_territories
+from geo.loader import Loaded, load_accounts, load_places, load_territories
 from geo.overlap import primary_rank
 from geo.places import Place
 from geo.report import Issue, LoadReport
+from geo.roster import RosterEntry, load_roster
 
 __all__ = [
     "AccountHit",
@@ -28,8 +29,11 @@ __all__ = [
     "LookupResult",
     "Place",
     "RepProfile",
+    "RosterEntry",
     "load_accounts",
     "load_index",
+    "load_places",
+    "load_roster",
     "load_territories",
     "primary_rank",
 ]

@@ -14,6 +14,7 @@ a sort, not a Python loop. Account lookup: see :mod:`geo.places`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -32,6 +33,7 @@ from geo.loader import Source, load_accounts, load_territories
 from geo.overlap import geodesic_area_m2, primary_rank
 from geo.places import AccountIndex, Place
 from geo.report import LoadReport
+from geo.roster import RosterEntry
 
 ObjArray = npt.NDArray[np.object_]
 
@@ -45,14 +47,22 @@ class AccountHit(NamedTuple):
     distance_m: float
 
 
+_NO_ROSTER: Mapping[str, RosterEntry] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class RepProfile:
     """What session logic needs about a rep: territories, local time zone, home."""
 
     rep_id: str
     territory_ids: tuple[str, ...]  # sorted
-    tz: str  # tz of the first of territory_ids; "UTC" for a rep with no territory
+    #: The rep's time zone: the roster's, else the first territory's, else the zone at the
+    #: rep's home; "UTC" only when none of them is known (``tz_source`` "none"), and then
+    #: the caller should take the zone at the rep's position (:func:`geo.timezones.tz_at`).
+    tz: str
     home: Place | None
+    tz_source: str = "territory"  # roster / territory / home / none
+    roster: RosterEntry | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -141,6 +151,7 @@ class GeoIndex:
     _rep_territories: Mapping[str, tuple[int, ...]]
     _rep_home: Mapping[str, int]
     warnings: tuple[str, ...]
+    roster: Mapping[str, RosterEntry] = dataclasses.field(default_factory=lambda: _NO_ROSTER)
 
     # -- building -------------------------------------------------------------------------
     @classmethod
@@ -150,8 +161,10 @@ class GeoIndex:
         accounts: gpd.GeoDataFrame | None = None,
         *,
         version: int = 0,
+        roster: Mapping[str, RosterEntry] | None = None,
     ) -> GeoIndex:
-        """Build from frames shaped like :mod:`geo.loader` returns (EPSG:4326).
+        """Build from frames shaped like :mod:`geo.loader` returns (EPSG:4326); ``roster``
+        (:func:`geo.roster.load_roster`) gives reps their time zone, name, team, manager.
 
         Accounts without a ``territory_id`` get the primary territory they lie in.
         Inconsistencies between the two sets (unknown territory ids, homes of unknown
@@ -221,6 +234,7 @@ class GeoIndex:
             _rep_territories=MappingProxyType({r: tuple(v) for r, v in rep_sets.items()}),
             _rep_home=MappingProxyType(homes),
             warnings=tuple(warnings),
+            roster=MappingProxyType(dict(roster or {})),
         )
 
     def __repr__(self) -> str:
@@ -352,16 +366,34 @@ class GeoIndex:
     def rep_profile(self, rep_id: str) -> RepProfile:
         """Territories (sorted by id), time zone and home of a rep.
 
-        A rep no territory lists gets no territories, ``tz="UTC"`` and its home if any.
+        The time zone is the roster's, else the first territory's, else the one at the
+        rep's home; a rep none of them places gets ``tz="UTC"`` with ``tz_source="none"``
+        (the sessions stage then takes the zone at the rep's first position).
         """
         terrs = tuple(str(self.territory_ids[i]) for i in self._rep_territories.get(rep_id, ()))
-        tz = self.territory_tz(terrs[0]) if terrs else DEFAULT_TZ
-        home = self._rep_home.get(rep_id)
-        return RepProfile(rep_id, terrs, tz, None if home is None else self.accounts.place(home))
+        entry = self.roster.get(rep_id)
+        pos = self._rep_home.get(rep_id)
+        home = None if pos is None else self.accounts.place(pos)
+        tz, source = DEFAULT_TZ, "none"
+        if entry is not None and entry.tz:
+            tz, source = entry.tz, "roster"
+        elif terrs:
+            tz, source = self.territory_tz(terrs[0]), "territory"
+        elif home is not None:
+            import geo.timezones as timezones
+
+            found = timezones.tz_at(home.lon, home.lat)
+            if found is not None:
+                tz, source = found, "home"
+        return RepProfile(rep_id, terrs, tz, home, source, entry)
 
     def rep_ids(self) -> tuple[str, ...]:
         """Every rep that a territory lists, sorted."""
         return tuple(sorted(self._rep_territories))
+
+    def with_roster(self, roster: Mapping[str, RosterEntry]) -> GeoIndex:
+        """The same index with another roster (the rest is shared, not rebuilt)."""
+        return dataclasses.replace(self, roster=MappingProxyType(dict(roster)))
 
 
 def _build_accounts(

@@ -146,6 +146,34 @@ def load_accounts(source: Source, *, layer: str | None = None, strict: bool = Fa
     return _finish(frame, report, strict)
 
 
+
+def load_places(source: Source, *, layer: str | None = None, strict: bool = False) -> Loaded:
+    """Load a set of places (reps' homes, offices) kept apart from the customer accounts.
+
+    The same columns and rules as :func:`load_accounts`, with ``place_id`` accepted as the
+    id column (``account_id`` too) and ``kind`` required (a place file that says nothing
+    about its kinds is more likely a customer list given to the wrong command).
+
+    >>> fc = {"type": "FeatureCollection", "features": [{"type": "Feature",
+    ...       "properties": {"place_id": "H1", "kind": "home", "rep_id": "r1", "radius_m": 80},
+    ...       "geometry": {"type": "Point", "coordinates": [13.4, 52.5]}}]}
+    >>> frame, report = load_places(fc)
+    >>> frame[["account_id", "kind", "rep_id", "radius_m"]].values.tolist()
+    [['H1', 'home', 'r1', 80.0]]
+    """
+    gdf, report = _read(source, layer=layer, kind="places", allow_csv=True)
+    if "account_id" not in gdf.columns and "place_id" in gdf.columns:
+        gdf = gdf.rename(columns={"place_id": "account_id"})
+    _require(gdf, "account_id", report)
+    if "kind" not in gdf.columns:
+        raise GeoLoadError(f"{report.source}: places need a kind column (home, office, "
+                           f"customer)", report)
+    loaded = load_accounts(gdf, strict=strict)
+    loaded.report.source, loaded.report.kind = report.source, "places"
+    loaded.report.source_crs = report.source_crs
+    loaded.report.warnings[:0] = report.warnings
+    return loaded
+
 def _validate(
     gdf: gpd.GeoDataFrame,
     report: LoadReport,

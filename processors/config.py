@@ -59,6 +59,11 @@ class SessionParams(BaseModel):
     travel_max_gap_s: float = Field(
         900.0, gt=0, description="Longest gap between fixes still counted as travel; longer "
         "gaps are unknown time (field time, but neither travel nor stop).")
+    gap_travel_speed_mps: float = Field(
+        30.0, gt=0, description="Two stops with no fix between them (back to back): the "
+        "move between them lasts the straight line at this speed (at most the interval "
+        "between the two fixes), centred on its midpoint, never 0 s. A fast speed (108 "
+        "km/h) takes the least from the stops' midpoint estimates.")
     travel_min_step_m: float = Field(
         20.0, ge=0, description="Distance is summed between fixes at least this far apart "
         "(and at least their summed accuracy), so jitter adds no distance.")
@@ -93,9 +98,32 @@ class SessionParams(BaseModel):
         "office (home included) that opens (closes) the day's data is off duty: an inferred "
         "work day starts at the departure from it (ends at the arrival); shorter stays at "
         "either end count as work.")
+    day_idle_radius_m: float = Field(
+        250.0, gt=0, description="Consecutive stops within this distance of the first of "
+        "them, with no fix farther away in between, are one stay (home split into stops by "
+        "indoor noise or sparse pings) for the off-duty rule.")
+    day_gap_s: float = Field(
+        10_800.0, gt=0, description="A stretch without data of at least this (outside any "
+        "stop) ends an activity session: it never bounds an inferred work day from inside, "
+        "and inside the work day it is off duty (break), not field time.")
+    night_start_h: float = Field(
+        21.0, ge=0, le=24, description="Local hour from which activity is night: an "
+        "off-duty stay reaching into the night is where the rep spends it, and a session "
+        "entirely at night without a customer/office stop or work check-in is not work.")
+    night_end_h: float = Field(
+        5.0, ge=0, le=24, description="Local hour at which the night ends (see "
+        "night_start_h).")
     break_infer_min_s: float = Field(
         1200.0, gt=0, description="On a day without break check-ins, the longest stop away "
         "from customers, office and home of at least this is taken as the (inferred) break.")
+    break_infer_max_s: float = Field(
+        7200.0, gt=0, description="An inferred break lasts at most this: a longer stay at "
+        "an unknown place is work there (an office the place set does not know).")
+    break_window_start_h: float = Field(
+        10.0, ge=0, le=24, description="An inferred break has its middle between this "
+        "local hour and break_window_end_h.")
+    break_window_end_h: float = Field(
+        17.0, ge=0, le=24, description="See break_window_start_h.")
     infer_breaks: bool = Field(True, description="Enable the inferred break above.")
     # -- streaming ----------------------------------------------------------------------
     lateness_s: float = Field(

@@ -248,8 +248,9 @@ def _spike_drops(track: Track, params: SessionParams) -> npt.NDArray[np.intp]:
         in_window = dt <= params.spike_max_window_s
         reversal = (excess > params.spike_min_excess_m) & (
             d_ab < 0.5 * np.minimum(d_ax, d_xb))
-        with np.errstate(invalid="ignore"), np.errstate(all="ignore"):
-            reported = np.nanmax(np.vstack([s.speed[a], s.speed[x], s.speed[b]]), axis=0)
+        # fmax ignores NaN like nanmax, without nanmax's "All-NaN slice" RuntimeWarning
+        # on fixes without a speed (phones that report none, cell fixes): NaN stays NaN.
+        reported = np.fmax(np.fmax(s.speed[a], s.speed[x]), s.speed[b])
         allowed = np.where(np.isfinite(reported), 1.5 * reported + 5.0, np.inf)
         detour_speed = np.maximum(d_ax + d_xb - acc[a] - acc[b] - 2 * acc[x], 0.0) / dt
         direct_speed = np.maximum(d_ab - acc[a] - acc[b], 0.0) / dt

@@ -215,8 +215,9 @@ def _median(v: FloatArray) -> float:
 @njit(cache=True)
 def stop_runs(t: FloatArray, lon: FloatArray, lat: FloatArray, radius: float,
               max_gap: float, excursion: float, min_duration: float, merge_gap: float,
-              travel_max_gap: float) -> tuple[IntArray, IntArray, FloatArray, FloatArray,
-                                              FloatArray, FloatArray, IntArray]:
+              travel_max_gap: float, gap_speed: float,
+              ) -> tuple[IntArray, IntArray, FloatArray, FloatArray, FloatArray, FloatArray,
+                         IntArray]:
     """Stops of a filtered track: (first, last, start_t, end_t, lon, lat, n) per stop."""
     n = len(t)
     members = np.empty(n, dtype=np.int64)  # clusters are disjoint: at most n members
@@ -288,15 +289,23 @@ def stop_runs(t: FloatArray, lon: FloatArray, lat: FloatArray, radius: float,
     count = np.empty(nmc, dtype=np.int64)
     for c in range(nmc):
         mm = members[mb[c]:mb[c + 1]]
+        s_lon_out[c], s_lat_out[c] = _median(lon[mm]), _median(lat[mm])
+    for c in range(nmc):
+        mm = members[mb[c]:mb[c + 1]]
         f, la = mm[0], mm[-1]
         st = t[f]
         if f > 0 and t[f] - t[f - 1] <= travel_max_gap:
             st = (t[f - 1] + t[f]) / 2.0
+            if c > 0 and members[mb[c] - 1] == f - 1:  # back to back with the previous
+                d = _dist(s_lon_out[c - 1], s_lat_out[c - 1], s_lon_out[c], s_lat_out[c])
+                st = st + _pymin(t[f] - t[f - 1], d / gap_speed) / 2.0
         en = t[la]
         if la + 1 < n and t[la + 1] - t[la] <= travel_max_gap:
             en = (t[la] + t[la + 1]) / 2.0
+            if c + 1 < nmc and members[mb[c + 1]] == la + 1:  # back to back with the next
+                d = _dist(s_lon_out[c], s_lat_out[c], s_lon_out[c + 1], s_lat_out[c + 1])
+                en = en - _pymin(t[la + 1] - t[la], d / gap_speed) / 2.0
         first[c], last[c], start_t[c], end_t[c] = f, la, st, en
-        s_lon_out[c], s_lat_out[c] = _median(lon[mm]), _median(lat[mm])
         count[c] = len(mm)
     return first, last, start_t, end_t, s_lon_out, s_lat_out, count
 
@@ -482,7 +491,7 @@ def warm_up() -> None:
     speed_chain_drops(t, lon, lat, acc, 70.0, 5)
     spike_drops(t, lon, lat, acc, speed, 250.0, 600.0)
     first, last, start_t, end_t, s_lon, s_lat, _ = stop_runs(
-        t, lon, lat, 100.0, 14_400.0, 180.0, 100.0, 900.0, 900.0)
+        t, lon, lat, 100.0, 14_400.0, 180.0, 100.0, 900.0, 900.0, 10.0)
     travel_moves(t, lon, lat, np.nan_to_num(acc, nan=20.0), speed, speed, first, last,
                  start_t, end_t, s_lon, s_lat, 20.0, 900.0, 180.0, 1.5)
     transition_runs(np.array([0, 0, 1, 1, -1], dtype=np.int64),

@@ -144,9 +144,9 @@ def derive_rep_day(
     activity = [*track.t.tolist(), *(m.t for m in marks)]
     activity = [a for a in activity if day_lo <= a < day_hi]
     workday = derive_workday(marks, track, stops, stop_places, activity, day_lo, day_hi,
-                             params)
+                             params, moves)
     lo, hi = (workday.start_t, workday.end_t) if workday else (day_lo, day_lo)
-    breaks = (derive_breaks(marks, stops, stop_places, visits, workday, params)
+    breaks = (derive_breaks(marks, stops, stop_places, visits, workday, params, day_lo)
               if workday else [])
     # A rep on a break parked inside some customer's geofence is not visiting it.
     visits = [v for v in visits if v.source != VisitSource.auto

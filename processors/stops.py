@@ -11,7 +11,9 @@ within a distance for at least a duration -- with three changes for phone data:
   and the gap is short.
 
 Boundaries: a stop starts halfway between the last fix before it and its first fix (and ends
-halfway to the next fix), the unbiased estimate of the arrival with sparse pings. Travel
+halfway to the next fix), the unbiased estimate of the arrival with sparse pings; between
+two back-to-back stops (no fix in between) the move gets the straight line at
+``gap_travel_speed_mps`` centred on that midpoint, so it never lasts 0 s. Travel
 fills the time between stops; a gap between fixes longer than ``travel_max_gap_s`` is
 unknown time. Travel distance runs from stop centroid to stop centroid over the fixes in
 between, skipping steps shorter than the noise (so jitter adds nothing).
@@ -137,21 +139,34 @@ def detect_stops(track: Track, params: SessionParams, *, compiled: bool = True) 
         p = params
         cols = kernels.stop_runs(track.t, track.lon, track.lat, p.stop_radius_m,
                                  p.stop_max_gap_s, p.stop_excursion_max_s,
-                                 p.stop_min_duration_s, p.stop_merge_gap_s, p.travel_max_gap_s)
+                                 p.stop_min_duration_s, p.stop_merge_gap_s, p.travel_max_gap_s,
+                                 p.gap_travel_speed_mps)
         return [Stop(*row) for row in zip(*(c.tolist() for c in cols), strict=True)]
     t = track.t
     stops: list[Stop] = []
-    for members in _merge(_clusters(track, params), track, params):
+    runs = _merge(_clusters(track, params), track, params)
+    cen = [(float(np.median(track.lon[m])), float(np.median(track.lat[m]))) for m in runs]
+    speed = params.gap_travel_speed_mps
+    for c, members in enumerate(runs):
         first, last = members[0], members[-1]
+        # Back to back (no fix between this stop and its neighbour): the move happened
+        # between the two fixes. It gets the straight line at gap_travel_speed_mps (fast:
+        # the least taken from the midpoint estimates), centred between them, or the travel
+        # between the stops would last 0 s and carry its distance at infinite speed.
         start = t[first]
         if first > 0 and t[first] - t[first - 1] <= params.travel_max_gap_s:
             start = (t[first - 1] + t[first]) / 2.0
+            if c > 0 and runs[c - 1][-1] == first - 1:
+                d = _dist(cen[c - 1][0], cen[c - 1][1], cen[c][0], cen[c][1])
+                start = start + min(t[first] - t[first - 1], d / speed) / 2.0
         end = t[last]
         if last + 1 < len(t) and t[last + 1] - t[last] <= params.travel_max_gap_s:
             end = (t[last] + t[last + 1]) / 2.0
-        stops.append(Stop(first, last, float(start), float(end),
-                          float(np.median(track.lon[members])),
-                          float(np.median(track.lat[members])), len(members)))
+            if c + 1 < len(runs) and runs[c + 1][0] == last + 1:
+                d = _dist(cen[c][0], cen[c][1], cen[c + 1][0], cen[c + 1][1])
+                end = end - min(t[last + 1] - t[last], d / speed) / 2.0
+        stops.append(Stop(first, last, float(start), float(end), cen[c][0], cen[c][1],
+                          len(members)))
     return stops
 
 

@@ -172,22 +172,30 @@ def build_visits(
     opens = _pair_checkins(marks)
     _link_claims(opens, claims, slack)
     consumed: dict[int, int] = {}  # stop index -> number of explicit visits matched to it
-    explicit: list[tuple[_Open, float, float, bool, Place | None, int | None]] = []
+    explicit: list[tuple[_Open, float, float, bool, Place | None, int | None, list[int]]] = []
     for v in opens:
         s, e, inferred = _interval(v, stops, slack)
         place = _place_of(places, v.account_id, params)
         k = _matching_stop(s, e, v.account_id, place, stops, stop_places, params)
-        if k is not None:
-            consumed[k] = consumed.get(k, 0) + 1
-        explicit.append((v, s, e, inferred, place, k))
+        # One stay split into several stops (an excursion, a gap): the other stops at this
+        # account that overlap the visit are part of it, not automatic visits of their own
+        # (which counted the visit twice).
+        parts = [] if k is None else [
+            j for j, (st, sp) in enumerate(zip(stops, stop_places, strict=True))
+            if j == k or (sp.place_id == v.account_id
+                          and _overlaps(st.start_t, st.end_t, s, e, slack))]
+        for j in parts:
+            consumed[j] = consumed.get(j, 0) + 1
+        explicit.append((v, s, e, inferred, place, k, parts))
     out: list[Visit] = []
-    for v, s, e, inferred, place, k in explicit:
+    for v, s, e, inferred, place, k, parts in explicit:
         lon = place.lon if place else None
         lat = place.lat if place else None
         if k is not None:
             st = stops[k]
-            if consumed[k] == 1:  # the stop is this visit alone: GPS presence widens it
-                s, e = min(s, st.start_t), max(e, st.end_t)
+            for j in parts:
+                if consumed[j] == 1:  # the stop is this visit's alone: GPS presence widens it
+                    s, e = min(s, stops[j].start_t), max(e, stops[j].end_t)
             d = None if place is None else float(haversine_m(st.lon, st.lat, place.lon,
                                                              place.lat))
             verified, n_p = True, st.n

@@ -1,13 +1,13 @@
 """The work day and how its time splits: field, travel, customers, breaks, office/home.
 
 Work day: from the first ``workday_start`` to the last ``workday_end`` check-in. A missing
-one is inferred from the track. When the day's data opens with a stay of at least
-``day_idle_s`` in one place away from customers and offices (home included), the phone was
-recording off duty and the day starts at its departure; when the data closes with one, the
-day ends at its arrival. Otherwise the first (last) event of the local day bounds it: a
-short stay at home at either end is preparation or paperwork, i.e. work. The local day's
-midnight always bounds it. A ``workday_end`` followed by a ``workday_start`` is off-duty
-time (counted as break).
+one is inferred from the track (:mod:`processors.day_sessions`): off-duty stays (an hour or
+more at home, or at a place where the rep spends the night) and long gaps without data cut
+the data into sessions; sessions entirely at night with no customer/office stop or work
+check-in (a night trip) are not work; the first (last) work session bounds the day. A short
+stay at home at either end is preparation or paperwork, i.e. work. The local day's midnight
+always bounds it. A ``workday_end`` followed by a ``workday_start``, and off-duty stays and
+long gaps between work sessions, are off-duty time (counted as break).
 
 Breaks: a ``break_start`` without its ``break_end`` lasts until the departure from the stop
 where the break is spent (see :func:`_break_stop_after`); a ``break_end`` without its start
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import processors.day_sessions as day_sessions
 from processors.config import SessionParams
-from processors.geodesy import haversine_m
 from processors.gps_filter import Track
-from processors.places import OFFICE_HOME_KINDS, WORK_PLACE_KINDS
+from processors.places import OFFICE_HOME_KINDS
 from processors.stops import Move, Stop
 from processors.visits import Mark, StopPlace, Visit
 
@@ -47,6 +47,7 @@ class Workday:
     end_t: float
     start_inferred: bool
     end_inferred: bool
+    off_duty: tuple[tuple[float, float], ...] = ()  # inside it: counted as break
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +59,10 @@ class Break:
 
 def derive_workday(marks: Sequence[Mark], track: Track, stops: Sequence[Stop],
                    stop_places: Sequence[StopPlace], activity_t: Sequence[float],
-                   day_lo: float, day_hi: float, params: SessionParams) -> Workday | None:
-    """The work day within [day_lo, day_hi), or None when the day has no activity at all."""
+                   day_lo: float, day_hi: float, params: SessionParams,
+                   moves: Sequence[Move] = ()) -> Workday | None:
+    """The work day within [day_lo, day_hi), or None when the day has no activity at all,
+    or only activity that is not work (a night trip; see :mod:`processors.day_sessions`)."""
     starts = [m.t for m in marks if m.action == "workday_start"]
     ends = [m.t for m in marks if m.action == "workday_end"]
     start = min(starts) if starts else None
@@ -70,52 +73,42 @@ def derive_workday(marks: Sequence[Mark], track: Track, stops: Sequence[Stop],
     if start is None and end is None and not acts:
         return None
     s_inf, e_inf = start is None, end is None
-
-    def off_duty(k: int, opening: bool) -> bool:
-        # An hour or more in one place that is not a work place, at the edge of the data, is
-        # the phone recording while off duty (the night at home); a shorter stay at home
-        # there is preparation or paperwork, which is work.
-        return (stop_places[k].kind not in WORK_PLACE_KINDS
-                and _edge_stay_s(track, stops[k], opening, params) >= params.day_idle_s)
-
+    blocks = day_sessions.off_duty_blocks(track, stops, stop_places, moves, day_lo, params)
+    work = [x for x in day_sessions.sessions(acts, blocks, stops, stop_places, marks, day_lo,
+                                             params) if x.counts]
+    if start is None and end is None and not work:
+        return None  # nothing but off-duty activity (a night trip)
     if start is None:
-        if stops and off_duty(0, opening=True):
-            start = stops[0].end_t
+        # The first work session starts at the first activity, or at the departure from
+        # the off-duty stay (the night at home) that opens the data.
+        first = [x for x in work if end is None or x.start_t < end]
+        if first:
+            start = first[0].start_t
         elif acts:
             start = acts[0]
         else:
             start = min(end or day_lo, day_hi)
     if end is None:
-        last = len(stops) - 1
-        if stops and stops[last].start_t > start and off_duty(last, opening=False):
-            end = stops[last].start_t
+        last = [x for x in work if x.end_t > start]
+        if last:
+            end = last[-1].end_t
         else:
             later = [a for a in acts if a > start]
             end = later[-1] if later else start
     start = min(max(start, day_lo), day_hi)
     end = min(max(end, start), day_hi)
-    return Workday(start, end, s_inf, e_inf)
-
-
-def _edge_stay_s(track: Track, st: Stop, opening: bool, params: SessionParams) -> float:
-    """How long the data stays at ``st``'s place from its first fix (``opening``) or until
-    its last; 0 when a fix elsewhere comes before (after) the stop.
-
-    Fixes at the stop's place that the stop detector left out (a lone fix in the night, more
-    than ``stop_max_gap_s`` before the morning's fixes at home) count towards the stay.
-    """
-    edge = slice(0, st.first) if opening else slice(st.last + 1, len(track))
-    away = haversine_m(track.lon[edge], track.lat[edge], st.lon, st.lat) > params.stop_radius_m
-    if np.any(away):
-        return 0.0
-    if opening:
-        return st.end_t - min(st.start_t, float(track.t[0]))
-    return max(st.end_t, float(track.t[-1])) - st.start_t
+    # Off-duty stays and long gaps between work sessions; a gap holding a check-in was
+    # work the rep reported, so it stays field time.
+    mark_t = [m.t for m in marks if m.action in day_sessions.WORK_ACTIONS]
+    off = tuple((b.start_t, b.end_t) for b in blocks
+                if start < b.start_t and b.end_t < end
+                and not (b.kind == "gap" and any(b.start_t <= t <= b.end_t for t in mark_t)))
+    return Workday(start, end, s_inf, e_inf, off)
 
 
 def derive_breaks(marks: Sequence[Mark], stops: Sequence[Stop],
                   stop_places: Sequence[StopPlace], visits: Sequence[Visit],
-                  workday: Workday, params: SessionParams) -> list[Break]:
+                  workday: Workday, params: SessionParams, day_lo: float = 0.0) -> list[Break]:
     """Breaks from check-ins; a missing side is closed by the stop where the break is spent
     (never past the neighbouring check-in). Also off-duty time between work sessions."""
     ordered = sorted(marks, key=lambda m: (m.t, m.event_id))
@@ -143,9 +136,10 @@ def derive_breaks(marks: Sequence[Mark], stops: Sequence[Stop],
     for a, b in itertools.pairwise(wd):
         if a.action == "workday_end" and b.action == "workday_start":
             out.append(Break(a.t, b.t, False))
+    out.extend(Break(a, b, True) for a, b in workday.off_duty)
     has_checkins = any(m.action in ("break_start", "break_end") for m in marks)
     if params.infer_breaks and not has_checkins:
-        inferred = _infer_break(stops, stop_places, visits, workday, params)
+        inferred = _infer_break(stops, stop_places, visits, workday, params, day_lo)
         if inferred is not None:
             out.append(inferred)
     return sorted(out, key=lambda b: (b.start_t, b.end_t))
@@ -195,10 +189,14 @@ def _break_stop_before(t: float, lo_t: float, stops: Sequence[Stop],
 
 def _infer_break(stops: Sequence[Stop], stop_places: Sequence[StopPlace],
                  visits: Sequence[Visit], workday: Workday,
-                 params: SessionParams) -> Break | None:
+                 params: SessionParams, day_lo: float) -> Break | None:
     best: Stop | None = None
     for st, sp in zip(stops, stop_places, strict=True):
-        if sp.kind is not None or st.duration_s < params.break_infer_min_s:
+        if sp.kind is not None or not (
+                params.break_infer_min_s <= st.duration_s <= params.break_infer_max_s):
+            continue
+        mid_h = ((st.start_t + st.end_t) / 2.0 - day_lo) / 3600.0
+        if not params.break_window_start_h <= mid_h <= params.break_window_end_h:
             continue
         if st.start_t < workday.start_t or st.end_t > workday.end_t:
             continue

@@ -50,6 +50,27 @@ class NoiseProfile:
     duplicate_upload_prob: float = 0.05
     #: Each device's clock is off by a constant drawn in [-max, +max] seconds.
     clock_skew_max_s: float = 120.0
+    #: Sampling: seconds between pings while moving / standing, drawn in [min, max]
+    #: (a tracker at 1 s: 1, 1; a location history at 60 s: 60, 60).
+    ping_moving_min_s: float = 10.0
+    ping_moving_max_s: float = 30.0
+    ping_stopped_min_s: float = 30.0
+    ping_stopped_max_s: float = 120.0
+    #: Phones that report no Doppler speed or heading (per rep-day).
+    no_speed_prob: float = 0.0
+    #: The phone keeps recording off duty at home, from local midnight until the work day
+    #: and from it until the next midnight (per rep-day), indoors: a ping every
+    #: indoor_ping_min_s..max_s, accuracy indoor_accuracy_min_m..max_m, a share of
+    #: indoor_network_prob cell/Wi-Fi fixes.
+    off_duty_home_prob: float = 0.0
+    indoor_ping_min_s: float = 300.0
+    indoor_ping_max_s: float = 1200.0
+    indoor_accuracy_min_m: float = 20.0
+    indoor_accuracy_max_m: float = 80.0
+    indoor_network_prob: float = 0.3
+    #: A recorded trip off duty at night (21:30-23:30 or 01:00-04:00 local, 2-10 km away,
+    #: 10-60 min there), on days with off-duty recording.
+    night_trip_prob: float = 0.0
 
     @classmethod
     def clean(cls) -> NoiseProfile:
@@ -68,6 +89,33 @@ class NoiseProfile:
         """The defaults: what a fleet of ordinary Android phones looks like."""
         return cls()
 
+    @classmethod
+    def no_checkins(cls) -> NoiseProfile:
+        """A tracker app only (OwnTracks, Traccar Client): realistic GPS, no check-in and
+        no visit form at all; the app records around the work day as the realistic phone."""
+        return cls(missing_workday_start_prob=1.0, missing_workday_end_prob=1.0,
+                   missing_visit_checkin_prob=1.0, missing_break_checkin_prob=1.0,
+                   missing_submission_prob=1.0)
+
+    @classmethod
+    def sparse_phone(cls) -> NoiseProfile:
+        """A location history more than a tracker: a fix every 60 s, no Doppler speed or
+        heading, more cell fixes, recording around the clock (the evening and night at home
+        sparse and noisy indoors), night trips on a third of the days, and the realistic
+        rep's check-ins (forgotten ones included)."""
+        return cls(ping_moving_min_s=60.0, ping_moving_max_s=60.0, ping_stopped_min_s=60.0,
+                   ping_stopped_max_s=60.0, no_speed_prob=1.0, network_fix_prob=0.15,
+                   off_duty_home_prob=1.0, night_trip_prob=0.33)
+
+    @classmethod
+    def scenario(cls, name: str) -> NoiseProfile:
+        """A named profile: realistic, no_checkins, sparse_phone or clean."""
+        named = {"realistic": cls.realistic, "no_checkins": cls.no_checkins,
+                 "sparse_phone": cls.sparse_phone, "clean": cls.clean}
+        if name not in named:
+            raise ValueError(f"unknown scenario {name!r} (one of {', '.join(named)})")
+        return named[name]()
+
     def with_(self, **changes: float) -> NoiseProfile:
         """A copy with some knobs changed, e.g. ``NoiseProfile.clean().with_(jump_prob=0.01)``."""
         return replace(self, **changes)
@@ -77,8 +125,19 @@ class NoiseProfile:
     def clock_skew_s(self, rng: random.Random) -> float:
         return rng.uniform(-self.clock_skew_max_s, self.clock_skew_max_s)
 
-    def fix(self, rng: random.Random, lat: float, lon: float) -> Fix:
-        """Turn a true position into what the phone reports."""
+    def fix(self, rng: random.Random, lat: float, lon: float, *, indoor: bool = False) -> Fix:
+        """Turn a true position into what the phone reports (``indoor``: the sparse,
+        noisy fixes of a phone in a house)."""
+        if indoor:
+            if rng.random() < self.indoor_network_prob:
+                acc = rng.uniform(self.network_accuracy_min_m, self.network_accuracy_max_m)
+                provider = "network"
+            else:
+                acc = rng.uniform(self.indoor_accuracy_min_m, self.indoor_accuracy_max_m)
+                provider = "fused"
+            sigma = acc / 1.51
+            lat, lon = offset_point(lat, lon, rng.gauss(0.0, sigma), rng.gauss(0.0, sigma))
+            return Fix(lat, lon, round(acc, 1), provider, False)
         roll = rng.random()
         if roll < self.mock_prob:
             dist = rng.uniform(2000.0, 8000.0)

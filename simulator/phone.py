@@ -12,6 +12,7 @@ whether or not noise removed its neighbours.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ from zoneinfo import ZoneInfo
 from simulator.forms import submission_fields
 from simulator.ids import event_id, event_namespace, sub_seed
 from simulator.noise import NoiseProfile
+from simulator.paths import Trajectory, road_path
+from simulator.world import offset_point
 
 if TYPE_CHECKING:
     from simulator.plan import DayPlan
@@ -39,6 +42,9 @@ class PhoneDay:
     missing_checkins: list[str] = field(default_factory=list)
     pings_scheduled: int = 0
     pings_recorded: int = 0
+    no_speed: bool = False
+    off_duty_pings: int = 0  # recorded at home off duty (indoors) and on a night trip
+    night_trip: tuple[float, float] | None = None
 
 
 def device_clock_skew_s(seed: int, device_id: str, noise: NoiseProfile) -> float:
@@ -73,6 +79,11 @@ def render_phone_day(plan: DayPlan, seed: int, noise: NoiseProfile) -> PhoneDay:
         f = noise.fix(nrng, lat, lon)
         return {"lat": round(f.lat, 6), "lon": round(f.lon, 6), "accuracy_m": f.accuracy_m}
 
+    # Off-duty recording, speedless phones: drawn from a stream of their own, so the
+    # profiles without them render the same events as before they existed.
+    orng = random.Random(sub_seed(seed, "offduty", rep_id, day))
+    out.no_speed = orng.random() < noise.no_speed_prob
+
     # -- pings -------------------------------------------------------------------------
     battery = prng.uniform(70, 100)
     t, k = plan.track_start, 0
@@ -89,13 +100,15 @@ def render_phone_day(plan: DayPlan, seed: int, noise: NoiseProfile) -> PhoneDay:
                      provider=f.provider, is_mock=f.is_mock,
                      battery_pct=round(max(5.0, battery - (t - plan.track_start) / 720), 1),
                      altitude_m=round(altitude, 1))
-            if f.provider != "network":  # cell/wifi fixes carry no speed or bearing
+            # cell/wifi fixes, and some phones, carry no speed or bearing
+            if f.provider != "network" and not out.no_speed:
                 p["speed_mps"] = round(max(0.0, speed + speed_err) if moving else 0.0, 2)
                 if moving:
                     p["heading_deg"] = round(heading, 1)
             out.events.append(PhoneEvent(t, p))
             out.pings_recorded += 1
-        t += prng.uniform(10, 30) if moving else prng.uniform(30, 120)
+        t += (prng.uniform(noise.ping_moving_min_s, noise.ping_moving_max_s) if moving
+              else prng.uniform(noise.ping_stopped_min_s, noise.ping_stopped_max_s))
         k += 1
 
     # -- check-ins -----------------------------------------------------------------------
@@ -150,5 +163,67 @@ def render_phone_day(plan: DayPlan, seed: int, noise: NoiseProfile) -> PhoneDay:
         start = plan.workday_start + nrng.uniform(0, span)
         out.offline.append((start, start + noise.offline_duration_s))
 
+    if orng.random() < noise.off_duty_home_prob:
+        _off_duty(plan, noise, orng, out, envelope, battery)
+
     out.events.sort(key=lambda e: e.recorded_at)
     return out
+
+
+def _off_duty(plan: DayPlan, noise: NoiseProfile, rng: random.Random, out: PhoneDay,
+              envelope: Any, battery: float) -> None:
+    """The phone recording off duty: at home indoors from local midnight to the work day
+    and from it to the next midnight, and maybe a night trip (recorded outdoors)."""
+    tz = ZoneInfo(plan.rep.tz)
+    lo = dt.datetime.combine(plan.day, dt.time(0), tzinfo=tz).timestamp()
+    hi = dt.datetime.combine(plan.day + dt.timedelta(days=1), dt.time(0), tzinfo=tz).timestamp()
+    traj = plan.trajectory
+    home_am = traj.sample(plan.track_start)[:2]
+    home_pm = traj.sample(plan.track_end)[:2]
+    trip: Trajectory | None = None
+    if rng.random() < noise.night_trip_prob:
+        evening = rng.random() < 0.5
+        t0 = lo + (rng.uniform(21.5, 23.5) if evening else rng.uniform(1.0, 4.0)) * 3600
+        home = home_pm if evening else home_am
+        trip = Trajectory()
+        trip.start(t0, home)
+        ang, dist = rng.uniform(0, 2 * math.pi), rng.uniform(2000, 10000)
+        dest = offset_point(home[0], home[1], dist * math.cos(ang), dist * math.sin(ang))
+        trip.drive(rng, road_path(rng, home, dest))
+        trip.wait(rng.uniform(10, 60) * 60)
+        trip.drive(rng, road_path(rng, dest, home))
+        if (trip.end >= hi - 60 or (evening and t0 < plan.track_end + 1800)
+                or (not evening and trip.end > plan.track_start - 1800)):
+            trip = None
+        else:
+            out.night_trip = (t0, trip.end)
+    k = 0
+
+    def record(t: float, lat: float, lon: float, indoor: bool, speed: float | None,
+               heading: float | None) -> None:
+        nonlocal k
+        f = noise.fix(rng, lat, lon, indoor=indoor)
+        p = envelope(f"ping:offduty:{k}", "ping", t)
+        p.update(lat=round(f.lat, 6), lon=round(f.lon, 6), accuracy_m=f.accuracy_m,
+                 provider=f.provider, is_mock=False, battery_pct=round(battery, 1))
+        if speed is not None and f.provider != "network" and not out.no_speed:
+            p["speed_mps"] = round(speed, 2)
+            if heading is not None and speed > 0:
+                p["heading_deg"] = round(heading, 1)
+        out.events.append(PhoneEvent(t, p))
+        out.off_duty_pings += 1
+        k += 1
+
+    for a, b, home in ((lo, plan.track_start, home_am), (plan.track_end, hi, home_pm)):
+        t = a + rng.uniform(0, noise.indoor_ping_max_s)
+        while t < b:
+            if out.night_trip is None or not out.night_trip[0] <= t <= out.night_trip[1]:
+                record(t, home[0], home[1], True, None, None)
+            t += rng.uniform(noise.indoor_ping_min_s, noise.indoor_ping_max_s)
+    if trip is not None and out.night_trip is not None:
+        t = out.night_trip[0]
+        while t <= out.night_trip[1]:
+            lat, lon, speed, heading = trip.sample(t)
+            record(t, lat, lon, False, speed, heading)
+            t += (rng.uniform(noise.ping_moving_min_s, noise.ping_moving_max_s) if speed > 0
+                  else rng.uniform(noise.ping_stopped_min_s, noise.ping_stopped_max_s))

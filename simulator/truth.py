@@ -93,6 +93,9 @@ def truth_record(plan: DayPlan, phone: PhoneDay | None, territory: Any = None) -
             "pings_scheduled": phone.pings_scheduled,
             "pings_recorded": phone.pings_recorded,
             "events": len(phone.events),
+            "no_speed": phone.no_speed,
+            "off_duty_pings": phone.off_duty_pings,
+            "night_trip": None if phone.night_trip is None else [iso(x) for x in phone.night_trip],
         }
     return record
 

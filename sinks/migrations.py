@@ -408,6 +408,18 @@ REP_TERRITORY_COLUMNS: list[tuple[str, str]] = [
     ("geo_version", "UInt32"),
 ]
 
+# The rep roster in use (migration 10, `geotel reps load`): who a rep is, for grouping by
+# team or manager, and the time zone the rep's days are derived in. Personal data: exported
+# and erased with the rep (streams/reps.py).
+ROSTER_COLUMNS: list[tuple[str, str]] = [
+    ("rep_id", "String"),
+    ("name", "Nullable(String)"),
+    ("team", "Nullable(String)"),
+    ("manager", "Nullable(String)"),
+    ("tz", "Nullable(String)"),
+    ("geo_version", "UInt32"),
+]
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "events and dead letters", [
         Table(
@@ -622,6 +634,19 @@ FROM territory_hourly_agg GROUP BY territory, hour"""),
         View("rep_territories",
              "SELECT * FROM rep_territories_all FINAL "
              "WHERE geo_version = (SELECT max(geo_version) FROM rep_territories_all)"),
+    ]),
+    Migration(10, "reps: the rep roster in use (name, team, manager, time zone)", [
+        Table(
+            "reps_all", ROSTER_COLUMNS,
+            engine="ReplacingMergeTree(geo_version)",
+            order_by="rep_id",
+            settings=DEDUP,
+            comment="The rep roster of every geo index version the workers used; query reps",
+        ),
+        # A rep that a later roster no longer lists drops out with the version filter.
+        View("reps",
+             "SELECT * FROM reps_all FINAL "
+             "WHERE geo_version = (SELECT max(geo_version) FROM reps_all)"),
     ]),
 ]
 

@@ -30,7 +30,9 @@ from streams.settings import (
     DEADLETTER,
     DEVICES,
     ENRICHED,
+    PLACES,
     RAW,
+    REPS,
     SEGMENTS,
     TERRITORIES,
     TRANSITIONS,
@@ -221,7 +223,7 @@ def pipeline_topics(settings: Settings) -> list[NewTopic]:
         NewTopic(t(DEVICES), 1, rf, topic_configs={"cleanup.policy": "compact"}),
         *[NewTopic(t(name), 1, rf, topic_configs={"cleanup.policy": "compact",
                                                   "max.message.bytes": str(MAX_SET_BYTES)})
-          for name in (TERRITORIES, ACCOUNTS)],
+          for name in (TERRITORIES, ACCOUNTS, PLACES, REPS)],
     ]
 
 

@@ -382,9 +382,12 @@ def _load_set(kind: str, path: Path) -> None:
 
 
 territories_app = typer.Typer(no_args_is_help=True, help="Territory sets.")
-accounts_app = typer.Typer(no_args_is_help=True, help="Account (customer site) and place sets.")
+accounts_app = typer.Typer(no_args_is_help=True, help="Account (customer site) sets.")
+places_app = typer.Typer(no_args_is_help=True, help="Place sets: reps' homes and offices, "
+                         "kept apart from the accounts.")
 app.add_typer(territories_app, name="territories")
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(places_app, name="places")
 
 
 @territories_app.command("load")
@@ -399,8 +402,20 @@ def territories_load(path: Annotated[Path, typer.Argument(exists=True, dir_okay=
 def accounts_load(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
                                                        help="GeoJSON, GeoPackage, Shapefile "
                                                        "or CSV with lat/lon.")]) -> None:
-    """Validate an account/place file and publish it as the new version."""
+    """Validate an account file and publish it as the new version (replaces the accounts
+    set only: the places set, homes and offices, is kept)."""
     _load_set("accounts", path)
+
+
+@places_app.command("load")
+def places_load(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
+                                                     help="GeoJSON, GeoPackage, Shapefile or "
+                                                     "CSV with lat/lon; columns place_id, kind "
+                                                     "(home/office), rep_id (homes), "
+                                                     "radius_m.")]) -> None:
+    """Validate a file of homes and offices and publish it as the new places set (the
+    accounts set is kept; a place replaces an account of the same id)."""
+    _load_set("places", path)
 
 
 # -- schemas ------------------------------------------------------------------------------
@@ -515,6 +530,15 @@ def _device_records(s: Settings) -> list:  # type: ignore[type-arg]
     recs = [decode(m.value) for m in consumer if m.value]
     consumer.close()
     return recs
+
+
+@reps_app.command("load")
+def reps_load(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
+                                                   help="CSV with rep_id (or rep), name, team, "
+                                                   "manager, tz (IANA name).")]) -> None:
+    """Publish the rep roster: names, teams and managers for grouping (ClickHouse `reps`),
+    and the time zone of each rep's days (before the territory's and the position's)."""
+    _load_set("reps", path)
 
 
 @reps_app.command("export")

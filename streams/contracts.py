@@ -15,13 +15,15 @@ from streams.devices import DeviceRecord
 
 
 class GeoSetRecord(BaseModel):
-    """``geotel.territories`` / ``geotel.accounts`` (compacted, key = kind)."""
+    """``geotel.territories`` / ``geotel.accounts`` / ``geotel.places`` / ``geotel.reps``
+    (compacted, key = kind)."""
 
-    kind: str = Field(description="territories | accounts")
+    kind: str = Field(description="territories | accounts | places | reps")
     version: int
     source: str = Field(description="File name it was loaded from.")
     geojson_gz_b64: str = Field(description="Base64 of the gzip of a GeoJSON "
-                                "FeatureCollection in EPSG:4326.")
+                                "FeatureCollection in EPSG:4326 (for reps: of the roster, a "
+                                "JSON list of {rep_id, name, team, manager, tz}).")
 
 
 #: JSON Schema file stem -> type, beside schemas.SCHEMA_TYPES.

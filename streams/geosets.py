@@ -1,11 +1,16 @@
-"""Territory and account sets: publish a version, tail the topics, swap the index live.
+"""Territory, account, place and rep sets: publish a version, tail the topics, swap the
+index live.
 
-`geotel territories load FILE` / `geotel accounts load FILE` validate the file locally (any
-format and CRS geo/ reads), normalise it to GeoJSON in EPSG:4326 and publish it, gzip-compressed,
-as a new version on a compacted topic (``geotel.territories`` / ``geotel.accounts``, key =
-the set name). Every worker tails both topics, builds a new immutable GeoIndex in a thread and
-swaps it in with one assignment: events in flight finish on the index they started with, the
-next batch uses the new one, nothing stalls or is lost. Each event records the version used.
+`geotel territories load FILE` / `geotel accounts load FILE` / `geotel places load FILE`
+validate the file locally (any format and CRS geo/ reads), normalise it to GeoJSON in
+EPSG:4326 and publish it, gzip-compressed, as a new version on a compacted topic
+(``geotel.territories`` / ``geotel.accounts`` / ``geotel.places``, key = the set name);
+`geotel reps load roster.csv` publishes the rep roster (JSON) on ``geotel.reps``. Each set
+is replaced only by a load of its own kind: loading accounts keeps the homes and offices
+of the places set, and the index holds both (a place wins over an account of the same id).
+Every worker tails the set topics, builds a new immutable GeoIndex in a thread and swaps it
+in with one assignment: events in flight finish on the index they started with, the next
+batch uses the new one, nothing stalls or is lost. Each event records the version used.
 
 In the embedded profile the broker keeps topics in memory, so the latest published record of
 each set is also kept under ``data_dir/geo/`` and re-published by ``geotel up``.
@@ -22,23 +27,33 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import orjson
+import pandas as pd
 import pyarrow as pa
 from aiokafka.structs import TopicPartition
 
-from geo import GeoIndex, LoadReport, load_accounts, load_territories
+from geo import (
+    GeoIndex,
+    LoadReport,
+    RosterEntry,
+    load_accounts,
+    load_places,
+    load_roster,
+    load_territories,
+)
 from processors.intake import AnyEvent
 from schemas.columns import EVENT_SCHEMA, EventColumns
 from schemas.derived import Enrichment
 from schemas.events import CheckIn, Ping
 from streams.batch_consumer import LogResetWatch, caught_up, record_probe
 from streams.broker import make_consumer
-from streams.settings import ACCOUNTS, TERRITORIES
+from streams.settings import ACCOUNTS, PLACES, REPS, TERRITORIES
 
 log = logging.getLogger(__name__)
 
-SETS = {"territories": TERRITORIES, "accounts": ACCOUNTS}
+SETS = {"territories": TERRITORIES, "accounts": ACCOUNTS, "places": PLACES, "reps": REPS}
 _NO_GEO = Enrichment()
 
 
@@ -152,9 +167,15 @@ def decode_set(value: bytes) -> tuple[str, int, bytes]:
 
 
 def prepare(kind: str, path: Path) -> tuple[bytes, LoadReport]:
-    """Load and validate a file locally; return normalised GeoJSON (EPSG:4326) and the report.
-    Raises GeoLoadError (with the report) when nothing usable is in it."""
-    loaded = (load_territories if kind == "territories" else load_accounts)(path)
+    """Load and validate a file locally; return the body to publish (normalised GeoJSON in
+    EPSG:4326; for the roster a JSON list of its entries) and the report. Raises
+    GeoLoadError (with the report) when nothing usable is in it."""
+    if kind == "reps":
+        roster, report = load_roster(path)
+        return orjson.dumps([e.as_dict() for e in roster.values()]), report
+    loader = {"territories": load_territories, "accounts": load_accounts,
+              "places": load_places}[kind]
+    loaded = loader(path)
     frame = loaded.frame
     return frame.to_json(drop_id=True, to_wgs84=True).encode(), loaded.report
 
@@ -170,17 +191,38 @@ def new_version() -> int:
 
 
 def build_index(sets: dict[str, tuple[int, bytes]]) -> GeoIndex | None:
+    """The index of the latest sets: territories (required), accounts and places (one
+    geofence set; a place replaces an account of the same id), the roster. Its version is
+    the newest of the set versions, so any load gives a new index version."""
     if "territories" not in sets:
         return None
     tv, tjson = sets["territories"]
     terr = load_territories(orjson.loads(tjson)).frame
-    acc = None
+    frames = []
     version = tv
-    if "accounts" in sets:
-        av, ajson = sets["accounts"]
-        acc = load_accounts(orjson.loads(ajson)).frame
-        version = max(tv, av)
-    return GeoIndex.build(terr, acc, version=version)
+    for kind in ("accounts", "places"):
+        if kind in sets:
+            v, body = sets[kind]
+            frames.append((load_accounts if kind == "accounts" else load_places)(
+                orjson.loads(body)).frame)
+            version = max(version, v)
+    acc = None
+    if frames:
+        acc = frames[0] if len(frames) == 1 else gpd.GeoDataFrame(
+            pd.concat(frames[::-1], ignore_index=True).drop_duplicates("account_id"),
+            crs="EPSG:4326")
+    roster: dict[str, RosterEntry] = {}
+    if "reps" in sets:
+        rv, rbody = sets["reps"]
+        roster, _ = load_roster(orjson.loads(rbody))
+        version = max(version, rv)
+    return GeoIndex.build(terr, acc, version=version, roster=roster)
+
+
+def roster_rows(index: GeoIndex) -> list[tuple[object, ...]]:
+    """Rows of ``reps_all``: the roster of the index in use (name, team, manager, zone)."""
+    return [(e.rep_id, e.name, e.team, e.manager, e.tz, index.version)
+            for e in sorted(index.roster.values(), key=lambda e: e.rep_id)]
 
 
 class GeoSetTail:
@@ -209,9 +251,10 @@ class GeoSetTail:
         if client is None or writer is None:
             return
         accounts, assigned = account_rows(index), rep_territory_rows(index)
-        if not accounts and not assigned:
+        roster = roster_rows(index)
+        if not accounts and not assigned and not roster:
             return
-        from sinks.migrations import ACCOUNT_COLUMNS, REP_TERRITORY_COLUMNS
+        from sinks.migrations import ACCOUNT_COLUMNS, REP_TERRITORY_COLUMNS, ROSTER_COLUMNS
         from sinks.writer import ClickHouseWriter
 
         w = ClickHouseWriter(client, retry_initial_s=writer.retry_initial_s,
@@ -224,6 +267,9 @@ class GeoSetTail:
         if assigned:
             w.add_batch("rep_territories_all", [n for n, _ in REP_TERRITORY_COLUMNS],
                         assigned, {("geo", 1): (index.version, index.version)})
+        if roster:
+            w.add_batch("reps_all", [n for n, _ in ROSTER_COLUMNS], roster,
+                        {("geo", 2): (index.version, index.version)})
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self.pipeline.ch_executor, w.flush)
 

@@ -25,12 +25,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import shapely
 from shapely.geometry import mapping
 
+import geo.timezones as timezones
 import streams.map_layers as map_layers
 from processors.alert_rules import AlertParams
 from streams.auth import bearer_ok
@@ -201,13 +203,20 @@ def _local_date(t: dt.datetime, tz: str) -> dt.date:
         return t.astimezone(dt.UTC).date()
 
 
-def _rep_tz(index: Any, rep: str) -> str:
-    if index is None:
-        return "UTC"
+def _rep_tz(index: Any, rep: str, fix: dict[str, Any] | None = None) -> str:
+    """The rep's zone: roster, territory, home, else the zone at the last fix."""
+    pos = [] if not fix or fix.get("last_lon") is None else [
+        SimpleNamespace(lon=fix["last_lon"], lat=fix["last_lat"], ts=None)]
     try:
-        return str(index.rep_profile(rep).tz)
+        return timezones.rep_zone(index, rep, pos)
     except Exception:
         return "UTC"
+
+
+def _roster(index: Any, rep: str) -> dict[str, Any]:
+    entry = getattr(index, "roster", {}).get(rep) if index is not None else None
+    return {"name": entry.name if entry else None, "team": entry.team if entry else None,
+            "manager": entry.manager if entry else None}
 
 
 def build_reps(rows: dict[str, list[dict[str, Any]]], at: dt.datetime, index: Any,
@@ -224,7 +233,7 @@ def build_reps(rows: dict[str, list[dict[str, Any]]], at: dt.datetime, index: An
     out = []
     for rep in reps:
         f, c, v = fixes.get(rep), checks.get(rep), visits.get(rep)
-        tz = next((d["tz"] for d in days.get(rep, [])), None) or _rep_tz(index, rep)
+        tz = next((d["tz"] for d in days.get(rep, [])), None) or _rep_tz(index, rep, f)
         day = next((d for d in days.get(rep, []) if _today(d, at)), None)
         fix_ts = _aware(f["last_ts"]) if f else None
         moved = 0.0
@@ -263,6 +272,7 @@ def build_reps(rows: dict[str, list[dict[str, Any]]], at: dt.datetime, index: An
             "account_id": (v["seg_account"] if v and status == "visiting" else None)
             or (f["last_account"] if f else None),
             "tz": tz,
+            **_roster(index, rep),
             "field_minutes": round(day["field_s"] / 60) if day else 0,
             "visits_today": int(day["verified_visits"]) if day else 0,
             "km_today": round(day["distance_m"] / 1000, 1) if day else 0.0,

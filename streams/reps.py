@@ -49,6 +49,7 @@ EXPORT_TABLES: tuple[tuple[str, str], ...] = (
     ("visit_forms", "started_at, event_id"),
     ("rep_last_position", "ts"),
     ("rep_territories_all", "geo_version, territory_id"),
+    ("reps_all", "geo_version"),
 )
 
 #: Tables with a ``rep_id`` column that erase deletes from (a mutation of segments_current
@@ -56,7 +57,7 @@ EXPORT_TABLES: tuple[tuple[str, str], ...] = (
 ERASE_TABLES: tuple[str, ...] = ("events_all", "deadletters", "rep_daily_all", "segments_all",
                                  "segments_current", "visits_current", "transitions_all",
                                  "transitions_current", "visit_forms", "rep_last_position_agg",
-                                 "closed_rep_days", "rep_territories_all")
+                                 "closed_rep_days", "rep_territories_all", "reps_all")
 
 _KEYS_CHUNK = 500
 

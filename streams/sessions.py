@@ -38,6 +38,7 @@ import numpy.typing as npt
 from aiokafka.partitioner import murmur2
 from pydantic import TypeAdapter, ValidationError
 
+import geo.timezones as timezones
 from geo import GeoIndex
 from processors import Place, RepDayUpdate, RepSessionState, SessionParams
 from processors.transition_ledger import TransitionLedger
@@ -281,11 +282,11 @@ class SessionStage:
         if unknown:
             whole = [r for r in unknown if self._delivered_whole(r)]
             for rep in whole:  # nothing stored the topic will not deliver: no reload
-                self.states[rep] = self._new_state(rep)
+                self.states[rep] = self._new_state(rep, by_rep[rep])
             self.skipped_rebuilds += len(whole)
             rest = [r for r in unknown if r not in self.states]
             if rest:
-                await self._rebuild(rest)
+                await self._rebuild(rest, by_rep)
             self.seen_reps.update(unknown)
         index = self.p.enricher.index if hasattr(self.p.enricher, "index") else None
         for rep, evs in by_rep.items():
@@ -618,10 +619,10 @@ class SessionStage:
         self.pending = keep
 
     # -- the cache ------------------------------------------------------------------------
-    def _new_state(self, rep: str) -> RepSessionState:
+    def _new_state(self, rep: str, events: Sequence[Any] = ()) -> RepSessionState:
+        # Roster, territory, home, else the rep's first position: never UTC by default.
         index = getattr(self.p.enricher, "index", None)
-        tz = index.rep_profile(rep).tz if index is not None else "UTC"
-        return RepSessionState(rep, tz, self.params)
+        return RepSessionState(rep, timezones.rep_zone(index, rep, events), self.params)
 
     def _stored_reps(self) -> frozenset[str] | None:
         """The reps with stored events, read when the stage starts (before this worker's
@@ -663,11 +664,12 @@ class SessionStage:
         part = self.rep_partition.get(rep)
         return part is not None and self.from_start.get(part, False)
 
-    async def _rebuild(self, reps: list[str]) -> None:
+    async def _rebuild(self, reps: list[str],
+                       new: dict[str, list[Any]] | None = None) -> None:
         """Load the open days of reps this worker does not hold from the stored events."""
         reader = self.p.reader
         for rep in reps:
-            self.states[rep] = self._new_state(rep)
+            self.states[rep] = self._new_state(rep, (new or {}).get(rep, ()))
         await self.restore_watermarks(reps)  # closed days stay closed (close_idle)
         if reader is None:
             return

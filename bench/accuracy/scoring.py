@@ -82,6 +82,8 @@ def noise_tags(truth: dict[str, Any]) -> list[str]:
         tags.append("office")
     if truth.get("other_stop_s", 0) > 0:
         tags.append("fuel")
+    if phone.get("night_trip"):
+        tags.append("night_trip")
     return tags
 
 

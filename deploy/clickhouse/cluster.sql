@@ -715,3 +715,31 @@ COMMENT 'Territories assigned to each rep, of every geo index version the worker
 
 CREATE VIEW IF NOT EXISTS geotel.rep_territories ON CLUSTER 'geotel' AS
 SELECT * FROM geotel.rep_territories_all FINAL WHERE geo_version = (SELECT max(geo_version) FROM geotel.rep_territories_all);
+
+CREATE TABLE IF NOT EXISTS geotel.reps_all_local ON CLUSTER 'geotel'
+(
+    rep_id String,
+    name Nullable(String),
+    team Nullable(String),
+    manager Nullable(String),
+    tz Nullable(String),
+    geo_version UInt32
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', geo_version)
+ORDER BY rep_id
+COMMENT 'The rep roster of every geo index version the workers used; query reps (replicated shard-local data)';
+
+CREATE TABLE IF NOT EXISTS geotel.reps_all ON CLUSTER 'geotel'
+(
+    rep_id String,
+    name Nullable(String),
+    team Nullable(String),
+    manager Nullable(String),
+    tz Nullable(String),
+    geo_version UInt32
+)
+ENGINE = Distributed('geotel', 'geotel', 'reps_all_local', cityHash64(rep_id))
+COMMENT 'The rep roster of every geo index version the workers used; query reps';
+
+CREATE VIEW IF NOT EXISTS geotel.reps ON CLUSTER 'geotel' AS
+SELECT * FROM geotel.reps_all FINAL WHERE geo_version = (SELECT max(geo_version) FROM geotel.reps_all);

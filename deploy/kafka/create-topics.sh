@@ -48,6 +48,8 @@ create telemetry.deadletter "$PARTITIONS" --config max.message.bytes=$BATCH_BYTE
 create geotel.devices 1 --config cleanup.policy=compact
 create geotel.territories 1 --config cleanup.policy=compact --config max.message.bytes=$SET_BYTES
 create geotel.accounts 1 --config cleanup.policy=compact --config max.message.bytes=$SET_BYTES
+create geotel.places 1 --config cleanup.policy=compact --config max.message.bytes=$SET_BYTES
+create geotel.reps 1 --config cleanup.policy=compact --config max.message.bytes=$SET_BYTES
 # Derived records for downstream services, keyed by rep_id.
 create field.transitions "$PARTITIONS" --config max.message.bytes=$BATCH_BYTES --config retention.ms=$((7 * DAY_MS))
 create field.segments "$PARTITIONS" --config max.message.bytes=$BATCH_BYTES --config retention.ms=$((7 * DAY_MS))

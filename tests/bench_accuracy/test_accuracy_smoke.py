@@ -40,3 +40,22 @@ def test_accuracy_quick(tmp_path: Path) -> None:
         assert all(found[n].group(4) is not None for n in NAMES)  # baseline= and ratio=
         assert all(f"peer_{n}" in found for n in NAMES)
         assert "peer: trackintel" in out
+
+
+@pytest.mark.bench
+def test_accuracy_scenarios_are_named_and_derived_both_ways(tmp_path: Path) -> None:
+    """--scenario runs the new noise profiles; their figures carry the scenario's name and
+    the scenario's targets (issue 16: 5 min, 5 %)."""
+    results = tmp_path / "results.json"
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_accuracy.py"), "--quick", "--no-peer",
+         "--reps", "2", "--scenario", "sparse_phone", "--results", str(results)],
+        capture_output=True, text=True, check=True, timeout=300, cwd=ROOT,
+    ).stdout
+    found = {m.group(1): m for m in LINE.finditer(out)}
+    assert [n for n in NAMES if f"sparse_phone_{n}" not in found] == []
+    assert "streaming and one-shot identical" in out
+    merged = json.loads(results.read_text())
+    assert merged["sparse_phone_field_time_err_pct"]["target"] == 5.0
+    assert merged["sparse_phone_workday_end_median_err_min"]["target"] == 5.0
+    assert "sparse_phone noise" in merged["sparse_phone_visit_f1"]["workload"]

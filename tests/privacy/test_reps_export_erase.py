@@ -39,6 +39,9 @@ def _fill(ch: Any) -> None:
                settings={"async_insert": 0})
     ch.command("INSERT INTO rep_territories_all (rep_id, territory_id, geo_version) VALUES "
                "('r1', 'T1', 1), ('r1', 'T2', 1), ('r2', 'T1', 1)", settings={"async_insert": 0})
+    ch.command("INSERT INTO reps_all (rep_id, name, team, manager, tz, geo_version) VALUES "
+               "('r1', 'Rep One', 'North', 'Boss', 'Europe/Berlin', 1), "
+               "('r2', 'Rep Two', 'North', 'Boss', NULL, 1)", settings={"async_insert": 0})
 
 
 def test_export_then_erase_leaves_other_reps(ch: Any, chdb_dir: Path) -> None:
@@ -64,7 +67,7 @@ def test_export_then_erase_leaves_other_reps(ch: Any, chdb_dir: Path) -> None:
     assert counts == {"events_all": 24, "deadletters": 1, "rep_daily_all": 1,
                       "segments_all": 1, "transitions_all": 0, "visit_forms": 0,
                       "rep_last_position": 1, "rep_territories_all": 2,
-                      "devices": 1}
+                      "reps_all": 1, "devices": 1}
     assert len(lines) == sum(counts.values())
     assert {ln["table"] for ln in lines} == {t for t, n in counts.items() if n}
     assert all(ln["rep_id"] == "r1" for ln in lines)
@@ -80,7 +83,7 @@ def test_export_then_erase_leaves_other_reps(ch: Any, chdb_dir: Path) -> None:
                        "closed_rep_days": 0, "transitions_all": 0,
                        "transitions_current": 0, "visit_forms": 0,
                        "rep_last_position_agg": 1, "rep_territories_all": 2,
-                       "territory_hourly_agg": 24}
+                       "reps_all": 1, "territory_hourly_agg": 24}
     for table, _ in EXPORT_TABLES:
         assert ch.command(f"SELECT count() FROM {table} WHERE rep_id = 'r1'") == 0
         if table not in ("deadletters", "transitions_all", "visit_forms"):

@@ -82,3 +82,19 @@ def test_order_and_duplicates_do_not_change_the_result() -> None:
     c = filter_pings(list(reversed(b.events)) + b.events[:5], P)
     assert np.array_equal(a.kept.t, c.kept.t)
     assert sorted(a.rejected) == sorted(r for r in c.rejected if r[1] != "duplicate")
+
+
+def test_pings_without_speed_raise_no_warning() -> None:
+    """Phones (and cell fixes) that report no speed: the spike test must not warn
+    ("All-NaN slice") and must still drop a spike, in the reference and the kernel."""
+    import warnings
+
+    b = DayBuilder(ping_s=60.0).stay(1800)
+    b.events = [e.model_copy(update={"speed_mps": None}) for e in b.events]
+    lon, lat = offset(400.0, 0.0)
+    b.events[10] = b.events[10].model_copy(update={"lon": lon, "lat": lat})
+    for compiled in (True, False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            res = filter_pings(b.events, P, compiled=compiled)
+        assert res.dropped_counts() == {"spike": 1}

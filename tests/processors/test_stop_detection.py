@@ -70,3 +70,26 @@ def test_excursion_does_not_split_a_stop() -> None:
     stops, _ = _run(b)
     assert len(stops) == 1
     assert stops[0].duration_s == pytest.approx(1600, abs=90)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_back_to_back_stops_leave_the_move_its_time(compiled: bool) -> None:
+    """Two stays 200 m apart with no fix in between: the travel between them gets the
+    straight line at gap_travel_speed_mps (200 m at 30 m/s), centred between the two fixes, never
+    0 s with 200 m (infinite speed)."""
+    b = DayBuilder(ping_s=60.0).stay(900)
+    b.e += 200.0  # the next fix is already at the second place
+    b.stay(900)
+    track = filter_pings(b.events, P).kept
+    stops = detect_stops(track, P, compiled=compiled)
+    moves = travel_between(track, stops, P, compiled=compiled)
+    assert len(stops) == 2
+    mid = (track.t[stops[0].last] + track.t[stops[1].first]) / 2.0
+    move_s = 200.0 / P.gap_travel_speed_mps
+    assert stops[0].end_t == pytest.approx(mid - move_s / 2, abs=0.5)
+    assert stops[1].start_t == pytest.approx(mid + move_s / 2, abs=0.5)
+    between = [m for m in moves if m.start_t >= stops[0].end_t and m.end_t <= stops[1].start_t]
+    assert len(between) == 1
+    assert between[0].duration_s == pytest.approx(move_s, abs=0.5)
+    assert between[0].distance_m == pytest.approx(200.0, abs=5)
+    assert all(m.duration_s > 0 for m in moves if m.distance_m > 0)

@@ -109,3 +109,26 @@ def test_break_inside_a_customer_geofence_is_not_an_automatic_visit() -> None:
     segs, day = derive_rep_day("rep-1", DAY, TZ, b.events, InMemoryPlaces([place("A", 3000, 0)]))
     assert _visits(segs) == [] and day.visits == 0
     assert day.break_s > 1700
+
+
+def test_one_stay_split_into_two_stops_is_one_visit() -> None:
+    """A checked-in visit whose stay the stop detector splits in two (two ends of a large
+    site 120 m apart): the second stop is part of the visit, not an automatic visit of
+    the same account inside it (that counted the visit twice in RepDay.visits)."""
+    b = DayBuilder(ping_s=30.0)
+    b.stay(300).drive(3000, 0)
+    b.e -= 60.0
+    b.check_in("visit_start", account_id="A", visit_id="v1")
+    b.stay(900)
+    b.e += 120.0
+    b.stay(900)
+    b.check_in("visit_end", account_id="A", visit_id="v1")
+    b.drive(3000, 0).stay(300)
+    places = InMemoryPlaces([place("A", 3000, 0)])
+    segs, day = derive_rep_day("rep-1", DAY, TZ, b.events, places)
+    stops_at_a = [s for s in segs if s.kind == SegmentKind.stop and s.place_id == "A"]
+    assert len(stops_at_a) == 2
+    (v,) = _visits(segs)
+    assert v.visit_source == VisitSource.check_in and v.verified
+    assert abs(v.duration_s - 1800) < 90
+    assert (day.visits, day.auto_visits) == (1, 0)

@@ -36,8 +36,10 @@ def test_inferred_day_from_long_idle_at_both_ends() -> None:
     early._k = 10_000
     early.stay(7200)
     b.stay(7200)
+    # the hand-made day has its lunch at 07:50 local: widen the inferred break's window
+    params = DEFAULT_PARAMS.model_copy(update={"break_window_start_h": 7.0})
     segs, day = derive_rep_day("rep-1", DAY, TZ, [*early.events, *b.events],
-                               InMemoryPlaces(places))
+                               InMemoryPlaces(places), params)
     assert day.workday_start_inferred and day.workday_end_inferred
     # departure from home after 2h10m idle; arrival home before 2h35m idle (day ends there)
     depart = T0 + dt.timedelta(seconds=600)
@@ -67,10 +69,12 @@ def test_break_with_missing_end_closes_at_departure() -> None:
 
 def test_territory_split_and_local_day() -> None:
     b = DayBuilder(start=dt.datetime(2026, 11, 2, 22, 0, tzinfo=dt.UTC))  # 23:00 local
+    b.check_in("workday_start")  # late work, checked in (without it: a night trip)
     b.drive(6000, 0, speed_mps=10)
     evs = [e.model_copy(update={"geo": None}) for e in b.events]
-    half = len(evs) // 2
-    for k, e in enumerate(evs):
+    pings = [e for e in evs if e.kind == "ping"]
+    half = len(pings) // 2
+    for k, e in enumerate(pings):
         object.__setattr__(e, "in_assigned_territory", k < half)
     _, day = derive_rep_day("rep-1", DAY, TZ, evs, NoPlaces())
     assert day.workday_end is not None
