@@ -11,10 +11,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from geo.index import GeoIndex
+
+class RepProfiles(Protocol):
+    """What rep_zone needs of a territory index (geo.index.GeoIndex has it; not imported
+    here: the index itself imports this module)."""
+
+    def rep_profile(self, rep_id: str) -> Any: ...
 
 
 @functools.cache
@@ -53,7 +57,7 @@ def first_position(events: Iterable[Any]) -> tuple[float, float] | None:
     return None if best is None else (best[1], best[2])
 
 
-def rep_zone(index: GeoIndex | None, rep_id: str, events: Iterable[Any] = ()) -> str:
+def rep_zone(index: RepProfiles | None, rep_id: str, events: Iterable[Any] = ()) -> str:
     """The zone a rep's days are derived in: the roster's, else the first territory's,
     else the one at the rep's home (:meth:`geo.GeoIndex.rep_profile`), else the one at
     the rep's earliest position in ``events``; "UTC" only when nothing places the rep.
