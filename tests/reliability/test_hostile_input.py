@@ -732,6 +732,7 @@ def test_deeply_nested_unknown_field_is_not_a_500(judge: Judge) -> None:
 def test_more_than_10000_hostile_requests_in_all() -> None:
     """Each family asserts it sent at least its FLOOR of requests (in this process); so
     running all six sends more than 10,000, plus the stack's share."""
-    assert set(FLOOR) == set(EXAMPLES)
-    assert sum(FLOOR.values()) >= 10_000
+    assert set(FLOOR) == set(EXAMPLES) == set(_FULL_FLOOR)
+    assert sum(_FULL_FLOOR.values()) >= 10_000  # at full size (make test-slow)
+    assert sum(FLOOR.values()) >= 2_500  # make test: a quarter
     assert sum(e for _, e in EXAMPLES.values()) >= 300  # end to end

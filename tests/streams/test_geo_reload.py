@@ -71,7 +71,7 @@ def test_reload_during_run_changes_later_events_and_loses_none(tmp_path: Path) -
                  "rep_id": devices[tail_dev], "kind": "ping",
                  "ts": (start + dt.timedelta(hours=2, seconds=i)).isoformat(),
                  "lat": 52.52, "lon": 13.40, "accuracy_m": 10.0} for i in range(100)]
-        assert stack.post(tokens[tail_dev], tail).json()["accepted"] == 100
+        assert stack.post_as_phone(tokens[tail_dev], tail).json()["accepted"] == 100
         total = N_EVENTS + 100
         wait_for(lambda: stack.health()["components"]["sink"]["rows"] >= total, 120,
                  "all events stored")
