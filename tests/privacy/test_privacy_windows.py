@@ -132,7 +132,7 @@ def test_statements_escape_and_skip() -> None:
     assert redaction_statements("r1", w, "keep", 2) == []
     assert redaction_statements("r1", [], "coarsen", 2) == []
     stmts = redaction_statements("o'b\\x", w, "coarsen", 2)
-    assert len(stmts) == 4 and all("rep_id = 'o\\'b\\\\x'" in s for s in stmts)
+    assert len(stmts) == 5 and all("rep_id = 'o\\'b\\\\x'" in s for s in stmts)
     assert sql_str("a'b") == "'a\\'b'"
     with pytest.raises(ValueError):
         redaction_statements("r1", [(dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2))],
