@@ -173,10 +173,9 @@ class RepSessionState:
         st = self._days.get(day)
         if st is not None and (old := st.events.get(event_id)) is not None:
             return st, old
-        if len(self._days) > 1:
-            for d, st in self._days.items():
-                if d != day and (old := st.events.get(event_id)) is not None:
-                    return st, old
+        for d, other in self._days.items():
+            if d != day and (old := other.events.get(event_id)) is not None:
+                return other, old
         return None
 
     @property
