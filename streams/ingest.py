@@ -64,18 +64,6 @@ class TokenBucket:
         return 0.0
 
 
-def _event_time(body: bytes) -> dt.datetime | None:
-    """The time that places a checked event in a rep-day (processors.rep_day.event_time):
-    a submission's ``started_at``, else ``ts`` (UTC ISO strings in a checked body)."""
-    doc = orjson.loads(body)
-    raw = doc.get("started_at") if doc.get("kind") == "visit_submission" else doc.get("ts")
-    try:
-        t = dt.datetime.fromisoformat(raw) if isinstance(raw, str) else None
-    except ValueError:
-        return None
-    return t if t is None or t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
-
-
 def _error(status: int, reason: str, detail: str, **headers: str) -> Reply:
     return Reply(status, {"error": reason, "detail": detail}, headers or None)
 
@@ -188,7 +176,7 @@ class IngestHandler:
                               "reason": "duplicate_in_batch"}
                 continue
             if cutoff is not None:
-                when = _event_time(ev.body)
+                when = ev.when
                 if when is not None and when < cutoff:
                     results[i] = {"index": i, "event_id": eid, "status": "rejected",
                                   "reason": "too_late",
