@@ -557,8 +557,8 @@ def reps_erase(
     except GeotelError as exc:
         # One erase, one behaviour: the service does all of it or, when it refuses, nothing
         # was changed (tokens included); a direct erase that fails part-way says so.
-        typer.secho(f"{exc}\nnothing was erased or revoked by this command unless listed "
-                    "above; run it again (it is idempotent)", fg="red", err=True)
+        typer.secho(f"{exc}\n(a refusal of the service changes nothing; run the command "
+                    "again once fixed: it is idempotent)", fg="red", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"erased {rep} ({via}):")
     typer.echo(f"  device tokens revoked: {report.get('revoked_tokens', 0)}")

@@ -387,12 +387,16 @@ def erase_direct(s: Settings, rep_id: str) -> dict[str, Any]:
     endpoint's."""
     report: dict[str, Any] = {"rep_id": rep_id}
     report["revoked_tokens"] = len(revoke_rep(s, rep_id, device_records(s)))
-    client = _open_store(s)
     try:
-        report["removed"] = erase_rep(client, rep_id)
-    finally:
-        client.close()
-    report["removed_places"] = remove_rep_places(s, rep_id)
+        client = _open_store(s)
+        try:
+            report["removed"] = erase_rep(client, rep_id)
+        finally:
+            client.close()
+        report["removed_places"] = remove_rep_places(s, rep_id)
+    except Exception as exc:  # say what was done before the failure
+        raise RepError(f"erase of {rep_id} stopped part-way ({report['revoked_tokens']} "
+                       f"device token(s) revoked; done: {sorted(report)}): {exc}") from exc
     return report
 
 
