@@ -23,6 +23,7 @@ ADMIN = "admin-secret-for-holes"
 PARTITIONS = 4  # kafka.topic_partitions (default)
 # Exact positions: six decimals, never what coarsening (two) leaves.
 LAT, LON = 52.512345, 13.398765
+PHOTO_LAT, PHOTO_LON = 52.612345, 13.498765
 
 
 def _part(rep: str) -> int:
@@ -123,41 +124,44 @@ def test_too_late_event_is_not_accepted_nor_stored_exact(s: Stack) -> None:
     assert str(LAT).encode() not in body
 
 
-def test_photo_positions_are_coarsened_off_duty(s: Stack) -> None:
-    """(2) A visit submission's photo positions off duty are coarsened at the day's close."""
-    rep = _rep("rep-photo")
-    token = s.add_device(rep, "dev-photo")
+@pytest.fixture(scope="module")
+def closed_day(s: Stack) -> tuple[str, dt.date]:
+    """A closed (and redacted) day of the rep with a home: a work day 08:00-09:00 UTC, exact
+    pings at night and a visit submission with an exact photo position at night; then a
+    current ping closes the day. Returns the rep's device token and the day."""
+    token = s.add_device(HOME_REP, "dev-home")
     t = _night(3, 10)
-    sub = {"event_id": str(uuid.uuid4()), "device_id": "dev-photo", "rep_id": rep,
+    sub = {"event_id": str(uuid.uuid4()), "device_id": "dev-home", "rep_id": HOME_REP,
            "kind": "visit_submission", "ts": t.isoformat(), "visit_id": "v-1",
            "account_id": "acc-1", "started_at": (t - dt.timedelta(minutes=5)).isoformat(),
            "ended_at": t.isoformat(), "outcome": "not_interested",
            "photos": [{"photo_id": "p1", "sha256": "a" * 64, "content_type": "image/jpeg",
                        "bytes": 1000, "taken_at": t.isoformat(),
-                       "position": {"lat": LAT, "lon": LON}}]}
-    evs = [ping("dev-photo", rep, _night(3, m), lat=LAT + 0.1, lon=LON) for m in range(3)]
-    _upload(s, token, [*_workday("dev-photo", rep, 3), *evs, sub])
-    _stored(s, rep, 6)
-    s.wait_derived()
-    _upload(s, token, [ping("dev-photo", rep, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))])
-    wait_for(lambda: _closed(s, rep, t.date()), 60, "the photo's day closes")
-    photos = s.scalar(f"SELECT photos FROM events WHERE rep_id = '{rep}' "
+                       "position": {"lat": PHOTO_LAT, "lon": PHOTO_LON}}]}
+    evs = [ping("dev-home", HOME_REP, _night(3, m), lat=LAT, lon=LON) for m in range(3)]
+    _upload(s, token, [*_workday("dev-home", HOME_REP, 3), *evs, sub])
+    _stored(s, HOME_REP, 6)
+    s.wait_derived()  # the night's pings are in the rollup, each upload its own state
+    _upload(s, token, [ping("dev-home", HOME_REP,
+                            dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))])
+    wait_for(lambda: _closed(s, HOME_REP, t.date()), 60, "the day closes")
+    return token, t.date()
+
+
+def test_photo_positions_are_coarsened_off_duty(s: Stack, closed_day: tuple[str, dt.date]
+                                                ) -> None:
+    """(2) A visit submission's photo positions off duty are coarsened at the day's close."""
+    photos = s.scalar(f"SELECT photos FROM events WHERE rep_id = '{HOME_REP}' "
                       "AND kind = 'visit_submission'")
-    assert photos and str(LAT) not in photos and str(LON) not in photos, photos
+    assert photos and '"position":{"lat":52.61,"lon":13.5' in photos, photos
+    assert str(PHOTO_LAT) not in photos and str(PHOTO_LON) not in photos, photos
 
 
-def test_last_position_rollup_keeps_no_exact_off_duty_state(s: Stack) -> None:
+def test_last_position_rollup_keeps_no_exact_off_duty_state(
+        s: Stack, closed_day: tuple[str, dt.date]) -> None:
     """(3) After a day closes, no state of rep_last_position_agg holds its exact pings."""
-    rep = _rep("rep-last")
-    token = s.add_device(rep, "dev-last")
-    _upload(s, token, [*_workday("dev-last", rep, 3),
-                       *[ping("dev-last", rep, _night(3, m), lat=LAT, lon=LON) for m in range(3)]])
-    _stored(s, rep, 5)
-    s.wait_derived()
-    _upload(s, token, [ping("dev-last", rep, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))])
-    wait_for(lambda: _closed(s, rep, _night(3).date()), 60, "the day closes")
     states = s.sql("SELECT finalizeAggregation(last_lat) AS lat FROM rep_last_position_agg "
-                   f"WHERE rep_id = '{rep}'")
+                   f"WHERE rep_id = '{HOME_REP}'")
     assert states and all(r["lat"] != LAT for r in states), states
 
 
@@ -199,18 +203,11 @@ def test_forged_device_record_is_ignored(s: Stack) -> None:
     assert r.status_code == 401, r.text
 
 
-def test_one_erase_removes_data_home_and_tokens(s: Stack) -> None:
+def test_one_erase_removes_data_home_and_tokens(s: Stack, closed_day: tuple[str, dt.date]
+                                                 ) -> None:
     """(5) Export has the home and the closed days; the admin erase revokes the tokens,
     removes the home from the accounts set, and reports all of it."""
-    token = s.add_device(HOME_REP, "dev-home")
-    _upload(s, token, [*_workday("dev-home", HOME_REP, 3),
-                       *[ping("dev-home", HOME_REP, _night(3, m)) for m in range(3)]])
-    _stored(s, HOME_REP, 5)
-    s.wait_derived()
-    _upload(s, token, [ping("dev-home", HOME_REP,
-                            dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))])
-    wait_for(lambda: _closed(s, HOME_REP, _night(3).date()), 60, "the day closes")
-
+    token, _ = closed_day
     lines = [orjson.loads(ln) for ln in s.cli("reps", "export", HOME_REP).stdout.splitlines()]
     tables = {ln["table"] for ln in lines}
     assert {"closed_rep_days", "places"} <= tables, tables
@@ -221,6 +218,8 @@ def test_one_erase_removes_data_home_and_tokens(s: Stack) -> None:
     assert r.status_code == 200, r.text
     report = r.json()
     assert report["revoked_tokens"] == 1 and report["removed_places"] == 1, report
+    assert report["removed"]["events_all"] >= 7 and report["removed"]["closed_rep_days"], report
+    assert s.scalar(f"SELECT count() FROM events_all WHERE rep_id = '{HOME_REP}'") == 0
     assert s.post(token, [ping("dev-home", HOME_REP, dt.datetime.now(dt.UTC))]).status_code \
         == 401
     _, _, body = decode_set(journal_path(s.root / "var", "accounts").read_bytes())
