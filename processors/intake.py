@@ -410,6 +410,8 @@ class Checked:
     device_id: str
     rep_id: str
     body: bytes
+    #: The time that places it in a rep-day (``processors.rep_day.event_time``).
+    when: dt.datetime | None = None
 
 
 def check_upload(items: list[Any], received_at: dt.datetime, limits: TimeLimits
@@ -427,12 +429,14 @@ def check_upload(items: list[Any], received_at: dt.datetime, limits: TimeLimits
         row = (_fast_row(item, received_at, ahead, age)
                if type(item) is dict and "received_at" not in item else None)
         if row is not None:
-            accepted.append(Checked(i, row[0], row[2], row[1], _row_body(row)))  # type: ignore[arg-type]
+            accepted.append(Checked(i, row[0], row[2], row[1], _row_body(row),  # type: ignore[arg-type]
+                                    row[4]))  # type: ignore[arg-type]
             continue
         res = _validate_one(i, item, received_at, limits, False)
         if isinstance(res, Reject):
             rejects.append(res)
         else:
             accepted.append(Checked(i, str(res.event_id), res.device_id, res.rep_id,
-                                    res.model_dump_json().encode()))
+                                    res.model_dump_json().encode(),
+                                    res.started_at if isinstance(res, VisitSubmission) else res.ts))
     return accepted, rejects

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,3 +76,7 @@ class SessionOutput(_Record):
     duplicates: int = 0
     closed: tuple[dt.date, ...] = Field(default=(), description="Rep-days closed (and "
                                         "discarded) by this call; their last update is final.")
+    superseded: tuple[Any, ...] = Field(default=(), description="Copies of an event id "
+                                        "received again with another ts, that lost to the "
+                                        "first received copy: stored under another sort key, "
+                                        "they are to be deleted from the store.")

@@ -118,6 +118,7 @@ class RepSessionState:
         before = self.watermark
         cutoff = before - dt.timedelta(seconds=p.lateness_s) if before else None
         rejected: list[Rejected] = []
+        superseded: list[AnyEvent] = []
         duplicates = 0
         newest = before
         for e in events:
@@ -138,22 +139,44 @@ class RepSessionState:
                                              f"{before.isoformat() if before else ''} "
                                              f"- {p.lateness_s}s"))
                 continue
-            day = self._days.setdefault(self.local_date(when), _DayState())
-            old = day.events.get(e.event_id)
-            if old is not None:
+            key = self.local_date(when)
+            held = self._holder(e.event_id, key)
+            if held is not None:
                 duplicates += 1
+                old_day, old = held
                 if not _earlier(e, old):
+                    if old.ts != e.ts:
+                        superseded.append(e)
                     continue
+                if old.ts != e.ts:  # the copy held moves (possibly to another day)
+                    superseded.append(old)
+                    del old_day.events[e.event_id]
+                    old_day.dirty = True
+            day = self._days.setdefault(key, _DayState())
             day.events[e.event_id] = e
             day.dirty = True
             if newest is None or e.ts > newest:
                 newest = e.ts
         self.watermark = newest
         if not derive:
-            return SessionOutput(rejected=tuple(rejected), duplicates=duplicates)
+            return SessionOutput(rejected=tuple(rejected), duplicates=duplicates,
+                                 superseded=tuple(superseded))
         out = self.derive(places)
         return SessionOutput(updates=out.updates, rejected=tuple(rejected),
-                             duplicates=duplicates, closed=out.closed)
+                             duplicates=duplicates, closed=out.closed,
+                             superseded=tuple(superseded))
+
+    def _holder(self, event_id: uuid.UUID, day: dt.date
+                ) -> tuple[_DayState, AnyEvent] | None:
+        """The open day holding a copy of ``event_id`` (``day`` first: a resend with another
+        ts may fall on another day), and that copy."""
+        st = self._days.get(day)
+        if st is not None and (old := st.events.get(event_id)) is not None:
+            return st, old
+        for d, other in self._days.items():
+            if d != day and (old := other.events.get(event_id)) is not None:
+                return other, old
+        return None
 
     @property
     def dirty(self) -> bool:

@@ -268,22 +268,15 @@ def demo(
 
 # -- devices ------------------------------------------------------------------------------
 def _publish(s: Settings, recs: list) -> None:  # type: ignore[type-arg]
-    from streams.broker import port_open
-    from streams.runtime import journal, publish_devices
+    from streams.publish import save_devices
 
-    if s.profile is Profile.embedded:
-        journal(s).append(recs)
-        if port_open("127.0.0.1", s.kafka.embedded_port):
-            publish_devices(s, recs)
-        else:
-            typer.echo("(the pipeline is not running: the device is saved and published "
-                       "when `geotel up` starts)", err=True)
-    else:
-        publish_devices(s, recs)
+    if not save_devices(s, recs):
+        typer.echo("(the pipeline is not running: the device is saved and published "
+                   "when `geotel up` starts)", err=True)
 
 
 def _registry(s: Settings):  # type: ignore[no-untyped-def]
-    from streams.devices import DeviceRegistry, decode
+    from streams.devices import DeviceError, DeviceRegistry, decode, device_key
     from streams.runtime import journal
 
     reg = DeviceRegistry()
@@ -298,9 +291,13 @@ def _registry(s: Settings):  # type: ignore[no-untyped-def]
     consumer = KafkaConsumer(s.topic(DEVICES), auto_offset_reset="earliest",
                              enable_auto_commit=False, consumer_timeout_ms=3000,
                              **admin_kwargs(s))  # type: ignore[arg-type]
+    key = device_key(s)
     for msg in consumer:
         if msg.value:
-            reg.apply(decode(msg.value))
+            try:
+                reg.apply(decode(msg.value, key))
+            except DeviceError as exc:
+                typer.echo(f"ignoring a device record at offset {msg.offset}: {exc}", err=True)
     consumer.close()
     return reg
 
@@ -514,22 +511,9 @@ app.add_typer(reps_app, name="reps")
 
 
 def _device_records(s: Settings) -> list:  # type: ignore[type-arg]
-    from streams.runtime import journal
+    from streams.reps import device_records
 
-    if s.profile is Profile.embedded:
-        return journal(s).read()
-    from kafka import KafkaConsumer
-
-    from streams.broker import admin_kwargs
-    from streams.devices import decode
-    from streams.settings import DEVICES
-
-    consumer = KafkaConsumer(s.topic(DEVICES), auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=3000,
-                             **admin_kwargs(s))  # type: ignore[arg-type]
-    recs = [decode(m.value) for m in consumer if m.value]
-    consumer.close()
-    return recs
+    return device_records(s)
 
 
 @reps_app.command("load")
@@ -549,14 +533,15 @@ def reps_export(
                       ] = None,
 ) -> None:
     """Write every stored row of a rep (all tables, and its devices) as JSON lines."""
-    from streams.reps import ServiceOrStore, export_rep, rep_devices
+    from streams.reps import ServiceOrStore, all_rep_places, export_rep, rep_devices
 
     s = _settings()
     runner = ServiceOrStore(s)
     out = output.open("wb") if output is not None else sys.stdout.buffer
     try:
         counts = export_rep(runner, rep, out, page_rows=min(s.query.max_rows, 50_000),
-                            devices=rep_devices(_device_records(s), rep))
+                            devices=rep_devices(_device_records(s), rep),
+                            places=all_rep_places(s, rep))
         where = "the store (service stopped)" if runner.direct else "the running service"
     except GeotelError as exc:
         typer.secho(str(exc), fg="red", err=True)
@@ -575,8 +560,9 @@ def reps_erase(
     yes: Annotated[bool, typer.Option("--yes", help="Confirm: erasing cannot be undone.")
                    ] = False,
 ) -> None:
-    """Revoke a rep's device tokens and delete every row of the rep from ClickHouse."""
-    from streams.reps import check_rep_id, erase_direct, erase_through_service, revocations
+    """Revoke a rep's device tokens, delete every row of the rep from ClickHouse and its
+    places (home) from the account set; print what was removed."""
+    from streams.reps import check_rep_id, erase_direct, erase_through_service
 
     s = _settings()
     if not yes:
@@ -585,25 +571,27 @@ def reps_erase(
         raise typer.Exit(2)
     try:
         check_rep_id(rep)
-        revoked = revocations(_device_records(s), rep)
-        if revoked:  # first, so the rep's phones cannot upload what is being erased
-            _publish(s, revoked)
-        removed = None
+        report = None
         if s.clickhouse.url is None:  # embedded chDB: owned by the service while it runs
-            removed = erase_through_service(s, rep)
+            report = erase_through_service(s, rep)
         via = "through the running service"
-        if removed is None:
-            removed = erase_direct(s, rep)
+        if report is None:
+            report = erase_direct(s, rep)
             via = "directly"
     except GeotelError as exc:
-        typer.secho(str(exc), fg="red", err=True)
+        # One erase, one behaviour: the service does all of it or, when it refuses, nothing
+        # was changed (tokens included); a direct erase that fails part-way says so.
+        typer.secho(f"{exc}\n(a refusal of the service changes nothing; run the command "
+                    "again once fixed: it is idempotent)", fg="red", err=True)
         raise typer.Exit(1) from exc
-    typer.echo(f"revoked {len(revoked)} device token(s) of {rep}")
-    typer.echo(f"erased {rep} from ClickHouse ({via}):")
-    for table, n in removed.items():
+    typer.echo(f"erased {rep} ({via}):")
+    typer.echo(f"  device tokens revoked: {report.get('revoked_tokens', 0)}")
+    typer.echo(f"  places removed from the account set: {report.get('removed_places', 0)}")
+    for table, n in report.get("removed", {}).items():
         unit = "(territory, hour) rows recomputed" if table == "territory_hourly_agg" else "rows"
         typer.echo(f"  {table}: {n} {unit}")
-    typer.echo("Kafka topics keep the rep's records until their retention (docs/privacy.md).")
+    typer.echo("Kafka topics keep the rep's records until their retention, and finished "
+               "mutation records name the rep (docs/privacy.md).")
 
 
 def main() -> None:

@@ -16,13 +16,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import os
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.errors import GeotelError
 from schemas.events import Ident
@@ -46,6 +49,9 @@ class DeviceRecord(BaseModel):
     rep_id: str
     created_at: dt.datetime
     revoked: bool = False
+    sig: str | None = Field(default=None, description="HMAC-SHA256 (hex) of the other "
+                            "fields as JSON with sorted keys, under the service's device key "
+                            "(ingest.device_key): records without a valid one are ignored.")
 
 
 def new_token() -> str:
@@ -89,6 +95,10 @@ class DeviceRegistry:
             return None
         return Identity(rec.device_id, rec.rep_id)
 
+    def records(self) -> list[DeviceRecord]:
+        """Every record held (the latest per token hash)."""
+        return list(self._by_hash.values())
+
     def active_for_device(self, device_id: str) -> list[DeviceRecord]:
         return [r for r in self._by_hash.values() if r.device_id == device_id and not r.revoked]
 
@@ -100,12 +110,64 @@ class DeviceRegistry:
         return len(self._by_hash)
 
 
-def encode(rec: DeviceRecord) -> bytes:
-    return orjson.dumps(rec.model_dump(mode="json"))
+def encode(rec: DeviceRecord, key: bytes | None = None) -> bytes:
+    """The record's JSON; with ``key``, signed: ``sig`` is the HMAC-SHA256 of the record's
+    other fields (sorted keys), so a record the service did not write is ignored."""
+    doc = rec.model_dump(mode="json", exclude={"sig"})
+    if key is not None:
+        doc["sig"] = _signature(doc, key)
+    return orjson.dumps(doc)
 
 
-def decode(raw: bytes) -> DeviceRecord:
-    return DeviceRecord.model_validate_json(raw)
+def decode(raw: bytes, key: bytes | None = None) -> DeviceRecord:
+    """Parse a record; with ``key``, only a validly signed one (DeviceError otherwise)."""
+    if key is None:
+        return DeviceRecord.model_validate_json(raw)
+    doc = orjson.loads(raw)
+    sig = doc.pop("sig", None) if isinstance(doc, dict) else None
+    if not isinstance(sig, str) or not hmac.compare_digest(sig, _signature(doc, key)):
+        raise DeviceError("device record without a valid signature (not written by geotel)")
+    return DeviceRecord.model_validate(doc)
+
+
+def _signature(doc: dict[str, object], key: bytes) -> str:
+    body = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+KEY_FILE = "devices.key"
+
+
+def signing_key(data_dir: Path, configured: str | None, embedded: bool) -> bytes | None:
+    """The key that signs device records: ``configured`` (``ingest.device_key``), else in
+    the embedded profile ``data_dir``/devices.key, created once (owner-only); else None
+    (the external profile relies on the broker's SASL/ACLs)."""
+    if configured:
+        return configured.encode()
+    if not embedded:
+        return None
+    path = data_dir / KEY_FILE
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    for _ in range(50):  # a process creating it at the same moment may not have written it
+        key = path.read_text().strip()
+        if len(key) >= 32:
+            return key.encode()
+        time.sleep(0.02)
+    raise DeviceError(f"{path} holds no key; remove it to create a new one")
+
+
+def device_key(settings: Any) -> bytes | None:
+    """:func:`signing_key` of a ``streams.settings.Settings``."""
+    configured = settings.ingest.device_key
+    return signing_key(settings.data_dir, configured.get_secret_value() if configured else None,
+                       settings.profile.value == "embedded")
 
 
 def issue(device_id: str, rep_id: str, now: dt.datetime) -> tuple[str, DeviceRecord]:

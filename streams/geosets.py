@@ -203,9 +203,11 @@ def build_index(sets: dict[str, tuple[int, bytes]]) -> GeoIndex | None:
     for kind in ("accounts", "places"):
         if kind in sets:
             v, body = sets[kind]
-            frames.append((load_accounts if kind == "accounts" else load_places)(
-                orjson.loads(body)).frame)
             version = max(version, v)
+            doc = orjson.loads(body)
+            if not doc.get("features"):  # emptied (an erase removed its last entry)
+                continue
+            frames.append((load_accounts if kind == "accounts" else load_places)(doc).frame)
     acc = None
     if frames:
         acc = frames[0] if len(frames) == 1 else gpd.GeoDataFrame(
@@ -214,7 +216,9 @@ def build_index(sets: dict[str, tuple[int, bytes]]) -> GeoIndex | None:
     roster: dict[str, RosterEntry] = {}
     if "reps" in sets:
         rv, rbody = sets["reps"]
-        roster, _ = load_roster(orjson.loads(rbody))
+        entries = orjson.loads(rbody)
+        if entries:  # an erase can empty the roster
+            roster, _ = load_roster(entries)
         version = max(version, rv)
     return GeoIndex.build(terr, acc, version=version, roster=roster)
 

@@ -80,6 +80,7 @@ class IngestHandler:
         produce_timeout_s: float,
         rate: TokenBucket,
         ready: Callable[[], bool] = lambda: True,
+        late_cutoff: Callable[[str], dt.datetime | None] = lambda rep: None,
     ) -> None:
         self.registry = registry
         self.produce = produce
@@ -89,6 +90,10 @@ class IngestHandler:
         self.produce_timeout_s = produce_timeout_s
         self.rate = rate
         self.ready = ready
+        # The rep's watermark minus sessions.lateness_s, where this process knows it (its
+        # sessions stage holds the rep): an older event would be dead-lettered as too_late,
+        # so it is refused here instead of answered `accepted` (docs/privacy.md).
+        self.late_cutoff = late_cutoff
 
     async def handle(self, authorization: str | None, content_length: int | None,
                      read_body: Callable[[], Awaitable[bytes]]) -> Reply:
@@ -156,6 +161,7 @@ class IngestHandler:
         accepted: list[int] = []
         bodies: list[bytes] = []
         seen: set[str] = set()
+        cutoff = self.late_cutoff(ident.rep_id)
         for ev in checked:
             i, eid = ev.index, ev.event_id
             if ev.device_id != ident.device_id or ev.rep_id != ident.rep_id:
@@ -169,6 +175,15 @@ class IngestHandler:
                 results[i] = {"index": i, "event_id": eid, "status": "duplicate",
                               "reason": "duplicate_in_batch"}
                 continue
+            if cutoff is not None:
+                when = ev.when
+                if when is not None and when < cutoff:
+                    results[i] = {"index": i, "event_id": eid, "status": "rejected",
+                                  "reason": "too_late",
+                                  "detail": f"{when.isoformat()} is more than the lateness "
+                                  f"bound before the rep's newest event (events before "
+                                  f"{cutoff.isoformat()} no longer count)"}
+                    continue
             seen.add(eid)
             accepted.append(i)
             # The checked event, not the raw item: unknown fields are dropped (they could be

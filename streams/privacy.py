@@ -27,6 +27,7 @@ from contextlib import nullcontext
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from processors.records import RepDay, Segment, SegmentKind
@@ -313,6 +314,27 @@ _EVENT_EXTRA = ("accuracy_m = NULL, speed_mps = NULL, heading_deg = NULL, altitu
                 "geo_account_id = NULL, geo_account_distance_m = NULL")
 
 
+def photos_sql(windows: str, mode: Mode, decimals: int) -> str:
+    """The ``photos`` JSON of a visit submission with the position of each photo taken in
+    one of ``windows`` (an SQL array of (from, to) epoch milliseconds) coarsened or removed.
+    A photo's time is its ``taken_at``, else the submission's ``ts``. The position object
+    is flat (lat, lon, accuracy_m), so the first ``}`` after it closes it."""
+    at = ("toUnixTimestamp64Milli(coalesce(parseDateTime64BestEffortOrNull("
+          "JSONExtractString(p, 'taken_at'), 3, 'UTC'), ts))")
+    key = "position(p, '\"position\":{')"
+    if mode == "drop":
+        new = "'\"position\":null'"
+    else:
+        new = ("concat('\"position\":{\"lat\":', toString(round(JSONExtractFloat(p, 'position', "
+               f"'lat'), {int(decimals)})), ',\"lon\":', toString(round(JSONExtractFloat(p, "
+               f"'position', 'lon'), {int(decimals)})), '}}')")
+    redacted = (f"concat(substring(p, 1, {key} - 1), {new}, "
+                f"substring(p, position(p, '}}', {key}) + 1))")
+    inside = f"arrayExists(w -> {at} >= w.1 AND {at} < w.2, {windows})"
+    return (f"concat('[', arrayStringConcat(arrayMap(p -> if({key} > 0 AND {inside}, "
+            f"{redacted}, p), JSONExtractArrayRaw(photos)), ','), ']')")
+
+
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -395,6 +417,11 @@ def redaction_batches(per_rep: Mapping[str, tuple[Sequence[Window], Sequence[Win
         stmts = [f"ALTER TABLE events_all UPDATE {pos}, {_EVENT_EXTRA} "
                  f"WHERE has({names}, rep_id) AND kind IN ('ping', 'check_in') "
                  f"AND ts >= {ev_lo} AND ts < {ev_hi} AND {instant('ts', ew_of)}"]
+        # photo positions of the closed days' visit submissions, each by its own time
+        stmts.append(f"ALTER TABLE events_all UPDATE photos = "
+                     f"{photos_sql(ew_of, mode, decimals)} WHERE has({names}, rep_id) "
+                     f"AND kind = 'visit_submission' AND ts >= {ev_lo} AND ts < {ev_hi} "
+                     f"AND position(photos, '\"position\":{{') > 0")
         stmts += [f"ALTER TABLE {table} UPDATE {pos}, place_distance_m = NULL, "
                   f"place_id = if(kind = 'stop', NULL, place_id), "
                   f"place_kind = if(kind = 'stop', NULL, place_kind) "
@@ -420,7 +447,8 @@ def redaction_statements(rep_id: str, windows: Sequence[Window], mode: Mode,
     or nulling a null, changes nothing), so re-running after a crash is safe.
 
     * ``events_all``: pings and check-in positions whose ``ts`` is in a window (in
-      ``event_windows`` when given: see :func:`event_time_windows`);
+      ``event_windows`` when given: see :func:`event_time_windows`), and the photo
+      positions of visit submissions taken in one (:func:`photos_sql`);
     * ``segments_all``: off-duty segments (:func:`interval_is_off_duty`), every version;
     * ``transitions_all``: positions of transitions whose ``at`` (a fix's own ts) is in an
       event window; off-duty account arrivals/leaves are deleted.
@@ -453,7 +481,12 @@ def redaction_statements(rep_id: str, windows: Sequence[Window], mode: Mode,
                 f"'account_leave') AND {tr_when}")
     territories = (f"ALTER TABLE transitions_all UPDATE {_pos('lat', mode, decimals)}, "
                    f"{_pos('lon', mode, decimals)} WHERE {tr_when}")
-    return [events, segments, accounts, territories]
+    photos = (f"ALTER TABLE events_all UPDATE photos = "
+              f"{photos_sql(_ms_list(ev_windows), mode, decimals)} WHERE {rep} "
+              f"AND kind = 'visit_submission' AND ts >= {sql_time(ev_windows[0][0])} "
+              f"AND ts < {sql_time(ev_windows[-1][1])} "
+              f"AND position(photos, '\"position\":{{') > 0")
+    return [events, photos, segments, accounts, territories]
 
 
 def last_position_statements(rep_id: str | Sequence[str]) -> list[str]:
@@ -610,18 +643,11 @@ def redact_rep_days(client: Any, closed: Mapping[str, tuple[str, Sequence[dt.dat
         if not reps:
             continue
         if stmts:
-            names = "(" + ", ".join(sql_str(r) for r in reps) + ")"
-            with lock_cm:
-                last = client.query("SELECT rep_id, max(last_ts) FROM rep_last_position_agg "
-                                    f"WHERE rep_id IN {names} GROUP BY rep_id").result_rows
-            stale = []
-            for rep, ts in last:
-                t = _utc(ts)
-                ev_windows = [w for _, ws in per_day.get(rep, {}).values() for w in ws]
-                if t is not None and in_windows(t, ev_windows):
-                    stale.append(rep)
-            if stale:
-                stmts = stmts + last_position_statements(stale)
+            # Every redacted rep's rollup row is rebuilt, not only where the latest ping is
+            # off duty: each insert wrote its own argMax state, and the states of off-duty
+            # pings stayed exact in the parts until a merge (issue 14). Deleting the rows
+            # rewrites those parts.
+            stmts = stmts + last_position_statements(reps)
             apply_statements(client, stmts, lock)
             statements += len(stmts)
         with lock_cm:
@@ -737,3 +763,60 @@ def sweep_closed_days(client: Any, privacy: PrivacySettings, lateness_s: float, 
     days = sum(len(d) for _, d, _ in found.values())
     log.warning("privacy sweep: redacted %d closed rep-days that had not been redacted", days)
     return days, mutations
+
+
+# -- events that never count -----------------------------------------------------------------
+#: Position details removed from the payload of an event that never counts.
+_PAYLOAD_DETAILS = ("accuracy_m", "speed_mps", "heading_deg", "altitude_m", "geo_account_id",
+                    "geo_account_distance_m")
+
+
+def _coarse_position(doc: dict[str, Any], mode: Mode, decimals: int) -> None:
+    for k in ("lat", "lon"):
+        v = doc.get(k)
+        if isinstance(v, int | float):
+            doc[k] = None if mode == "drop" else round(float(v), decimals)
+    for k in _PAYLOAD_DETAILS:
+        if doc.get(k) is not None:
+            doc[k] = None
+
+
+def redact_payload(payload: bytes, mode: Mode, decimals: int) -> bytes:
+    """The JSON of an event that will never count (``too_late``, ``in_future``) with its
+    positions coarsened or removed by the off-duty rule: the event's own, a check-in's
+    ``position`` and every photo's. Kept as it is with ``keep`` or when it is not JSON."""
+    if mode == "keep":
+        return payload
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return payload
+    if not isinstance(doc, dict):
+        return payload
+    _coarse_position(doc, mode, decimals)
+    inner = [doc.get("position"), *[p.get("position") for p in doc.get("photos") or []
+                                    if isinstance(p, dict)]]
+    for pos in inner:
+        if isinstance(pos, dict):
+            _coarse_position(pos, mode, decimals)
+    return orjson.dumps(doc)
+
+
+def uncounted_delete_sql(copies: Sequence[tuple[str, Any, dt.datetime, dt.datetime]]) -> str:
+    """Delete stored copies that never count: events dead-lettered by the sessions stage,
+    and copies of an event id received again with another ``ts`` that lost to the first
+    received (their sort key differs, so ReplacingMergeTree never folds them). Each copy is
+    named by (rep, event id, ts, received_at), so the counted copy of the same event id and
+    ts, received earlier, stays."""
+    keys = ", ".join(f"({sql_str(rep)}, toUUID('{eid}'), {sql_time(ts)}, {sql_time(rcv)})"
+                     for rep, eid, ts, rcv in copies)
+    return (f"ALTER TABLE events_all DELETE WHERE (rep_id, event_id, ts, received_at) "
+            f"IN ({keys})")
+
+
+def delete_uncounted(client: Any, copies: Sequence[tuple[str, Any, dt.datetime, dt.datetime]],
+                     lock: threading.Lock | None = None, chunk: int = 2000) -> None:
+    """Run :func:`uncounted_delete_sql` (blocking; the mutations are awaited outside the
+    lock)."""
+    stmts = [uncounted_delete_sql(copies[i:i + chunk]) for i in range(0, len(copies), chunk)]
+    apply_statements(client, stmts, lock)

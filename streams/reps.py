@@ -31,10 +31,10 @@ from schemas.errors import GeotelError
 from schemas.events import Ident
 from sinks.migrations import _TERRITORY_HOURLY_SELECT
 from streams.auth import bearer_ok
-from streams.devices import DeviceRecord, DeviceRegistry, revoke_records
+from streams.devices import DeviceError, DeviceRecord, DeviceRegistry, revoke_records
 from streams.privacy import MUTATION_SETTINGS, privacy_settings, sql_str
 from streams.query import AnalystSql, QueryError
-from streams.settings import Settings
+from streams.settings import Profile, Settings
 
 _IDENT: TypeAdapter[str] = TypeAdapter(Ident)
 
@@ -50,6 +50,7 @@ EXPORT_TABLES: tuple[tuple[str, str], ...] = (
     ("rep_last_position", "ts"),
     ("rep_territories_all", "geo_version, territory_id"),
     ("reps_all", "geo_version"),
+    ("closed_rep_days", "local_date, closed_at"),
 )
 
 #: Tables with a ``rep_id`` column that erase deletes from (a mutation of segments_current
@@ -108,7 +109,8 @@ SqlRunner = Callable[[str], bytes]  # one read-only query -> JSON lines
 
 
 def export_rep(run: SqlRunner, rep_id: str, out: IO[bytes], *, page_rows: int,
-               devices: Iterable[DeviceRecord] = ()) -> dict[str, int]:
+               devices: Iterable[DeviceRecord] = (),
+               places: Iterable[dict[str, Any]] = ()) -> dict[str, int]:
     """Write every stored row of the rep to ``out`` as JSON lines; return rows per table."""
     rep = sql_str(check_rep_id(rep_id))
     counts: dict[str, int] = {}
@@ -129,7 +131,148 @@ def export_rep(run: SqlRunner, rep_id: str, out: IO[bytes], *, page_rows: int,
     for r in devs:
         out.write(orjson.dumps(device_line(r)) + b"\n")
     counts["devices"] = len(devs)
+    homes = list(places)
+    for p in homes:
+        out.write(orjson.dumps({"table": "places", **p}) + b"\n")
+    counts["places"] = len(homes)
     return counts
+
+
+# -- places and roster (the rep's home and name in the published sets) ---------------------
+#: The published sets that can hold a rep's own entries: homes and offices with a rep_id (in
+#: the account set of older loads, or the place set) and the rep's roster entry.
+REP_SETS = ("accounts", "places", "reps")
+
+
+def geo_set(s: Settings, kind: str) -> bytes | None:
+    """The latest record of a published set (``accounts``, ``places``, ``reps``...): its
+    journal in the embedded profile, else the last record of its topic."""
+    from streams.geosets import SETS, journal_path
+
+    if s.profile is Profile.embedded:
+        path = journal_path(s.data_dir, kind)
+        return path.read_bytes() if path.exists() else None
+    from kafka import KafkaConsumer
+
+    from streams.broker import admin_kwargs
+
+    consumer = KafkaConsumer(s.topic(SETS[kind]), auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=3000,
+                             **admin_kwargs(s))  # type: ignore[arg-type]
+    try:
+        last = None
+        for m in consumer:
+            if m.value:
+                last = m.value
+        return last
+    finally:
+        consumer.close()
+
+
+def _split(kind: str, body: bytes, rep_id: str) -> tuple[list[Any], list[Any], Any]:
+    """(the rep's entries, the others, the document) of a set body: GeoJSON features, or
+    the roster's list of entries."""
+    doc = orjson.loads(body)
+    items = doc if kind == "reps" else (doc.get("features") or [])
+
+    def mine(item: Any) -> bool:
+        props = item if kind == "reps" else (item.get("properties") or {})
+        return bool(props.get("rep_id") == rep_id)
+
+    return [i for i in items if mine(i)], [i for i in items if not mine(i)], doc
+
+
+def rep_places(value: bytes | None, rep_id: str) -> list[dict[str, Any]]:
+    """The rep's own entries in a set record: a place's properties and position, or its
+    roster entry."""
+    if not value:
+        return []
+    from streams.geosets import decode_set
+
+    kind, _, body = decode_set(value)
+    out = []
+    for f in _split(kind, body, rep_id)[0]:
+        if kind == "reps":
+            out.append({"set": kind, **f})
+            continue
+        coords = (f.get("geometry") or {}).get("coordinates") or [None, None]
+        out.append({"set": kind, **(f.get("properties") or {}), "lon": coords[0],
+                    "lat": coords[1]})
+    return out
+
+
+def all_rep_places(s: Settings, rep_id: str) -> list[dict[str, Any]]:
+    """The rep's entries in every set of REP_SETS (for export)."""
+    return [p for kind in REP_SETS for p in rep_places(geo_set(s, kind), rep_id)]
+
+
+def remove_rep_places(s: Settings, rep_id: str) -> int:
+    """Publish a new version of each set of REP_SETS that holds entries of the rep, without
+    them; return how many entries were removed (0: nothing published)."""
+    from streams.geosets import decode_set, encode_set, new_version
+    from streams.publish import save_geoset
+
+    removed = 0
+    for kind in REP_SETS:
+        value = geo_set(s, kind)
+        if not value:
+            continue
+        _, version, body = decode_set(value)
+        mine, kept, doc = _split(kind, body, rep_id)
+        if not mine:
+            continue
+        if kind == "reps":
+            doc = kept
+        else:
+            doc["features"] = kept
+        source = orjson.loads(value).get("source", "")
+        save_geoset(s, kind, encode_set(kind, orjson.dumps(doc),
+                                        max(new_version(), version + 1),
+                                        f"{source} without the entries of {rep_id}"))
+        removed += len(mine)
+    return removed
+
+
+def device_records(s: Settings) -> list[DeviceRecord]:
+    """Every device record: the journal in the embedded profile, else the devices topic
+    (records without a valid signature are left out)."""
+    from streams.publish import journal
+
+    if s.profile is Profile.embedded:
+        return journal(s).read()
+    from kafka import KafkaConsumer
+
+    from streams.broker import admin_kwargs
+    from streams.devices import decode, device_key
+    from streams.settings import DEVICES
+
+    consumer = KafkaConsumer(s.topic(DEVICES), auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=3000,
+                             **admin_kwargs(s))  # type: ignore[arg-type]
+    key = device_key(s)
+    recs = []
+    try:
+        for m in consumer:
+            if m.value:
+                try:
+                    recs.append(decode(m.value, key))
+                except DeviceError:
+                    continue  # not written by geotel
+    finally:
+        consumer.close()
+    return recs
+
+
+def revoke_rep(s: Settings, rep_id: str, records: Iterable[DeviceRecord]
+               ) -> list[DeviceRecord]:
+    """Revoke every active token of the rep's devices (journal and topic); return the
+    revocation records."""
+    from streams.publish import save_devices
+
+    recs = revocations(records, rep_id)
+    if recs:
+        save_devices(s, recs)
+    return recs
 
 
 class ServiceOrStore:
@@ -252,8 +395,10 @@ def erase_rep(client: Any, rep_id: str, *, lock: threading.Lock | None = None
     return counts
 
 
-def erase_through_service(s: Settings, rep_id: str) -> dict[str, int] | None:
-    """Erase through the running worker's admin endpoint; None when no service answers."""
+def erase_through_service(s: Settings, rep_id: str) -> dict[str, Any] | None:
+    """Erase through the running worker's admin endpoint (tokens, rows, places: the report
+    of :func:`erase_direct`); None when no service answers. Nothing is changed here when
+    the service refuses."""
     token = privacy_settings(s).admin_token
     try:
         body = _post(s, "/v1/admin/erase", {"rep_id": rep_id}, token, 600)
@@ -267,15 +412,26 @@ def erase_through_service(s: Settings, rep_id: str) -> dict[str, int] | None:
             hint = (": the service owns the store; set GEOTEL_PRIVACY__ADMIN_TOKEN for the "
                     "service and this command, or stop the service")
         raise RepError(f"erase through the service failed: {exc}{hint}") from exc
-    return {str(k): int(v) for k, v in orjson.loads(body)["removed"].items()}
+    return dict(orjson.loads(body))
 
 
-def erase_direct(s: Settings, rep_id: str) -> dict[str, int]:
-    client = _open_store(s)
+def erase_direct(s: Settings, rep_id: str) -> dict[str, Any]:
+    """Erase with the service stopped (or on a ClickHouse server): revoke the rep's tokens,
+    delete its rows, remove its places from the account set. The same report as the admin
+    endpoint's."""
+    report: dict[str, Any] = {"rep_id": rep_id}
+    report["revoked_tokens"] = len(revoke_rep(s, rep_id, device_records(s)))
     try:
-        return erase_rep(client, rep_id)
-    finally:
-        client.close()
+        client = _open_store(s)
+        try:
+            report["removed"] = erase_rep(client, rep_id)
+        finally:
+            client.close()
+        report["removed_places"] = remove_rep_places(s, rep_id)
+    except Exception as exc:  # say what was done before the failure
+        raise RepError(f"erase of {rep_id} stopped part-way ({report['revoked_tokens']} "
+                       f"device token(s) revoked; done: {sorted(report)}): {exc}") from exc
+    return report
 
 
 # -- the worker's admin endpoint ------------------------------------------------------------
@@ -295,6 +451,20 @@ async def handle_admin_erase(pipeline: Any, authorization: str | None,
     if pipeline.clickhouse is None or pipeline.writer is None:
         return 503, {"error": "no_store", "detail": "this process has no ClickHouse"}
     loop = asyncio.get_running_loop()
+    s: Settings = pipeline.settings
+    tail = getattr(pipeline, "registry_tail", None)
+    report: dict[str, Any] = {"rep_id": rep_id}
+    try:
+        # First the tokens, so the rep's phones cannot upload what is being erased; applied
+        # to this process's registry at once (the topic reaches other ingest processes).
+        records = (tail.registry.records() if tail is not None else
+                   await loop.run_in_executor(None, device_records, s))
+        revoked = await loop.run_in_executor(None, revoke_rep, s, rep_id, records)
+        if tail is not None:
+            tail.registry.apply_all(revoked)
+        report["revoked_tokens"] = len(revoked)
+    except Exception as exc:
+        return 500, {"error": "revoke_failed", "detail": str(exc)[:2000], **report}
     stage = getattr(pipeline, "sessions", None)
     # Forget the rep's cached session state first, under the stage's lock, so no
     # derivation in flight writes its rows back after the delete.
@@ -304,10 +474,15 @@ async def handle_admin_erase(pipeline: Any, authorization: str | None,
             stage.rep_partition.pop(rep_id, None)
             stage.last_derived.pop(rep_id, None)
         try:
-            removed = await loop.run_in_executor(
+            report["removed"] = await loop.run_in_executor(
                 pipeline.ch_executor,
                 lambda: erase_rep(pipeline.clickhouse, rep_id, lock=pipeline.writer.lock))
         except Exception as exc:
-            return 500, {"error": "erase_failed", "detail": str(exc)[:2000]}
-    return 200, {"rep_id": rep_id, "removed": removed}
+            return 500, {"error": "erase_failed", "detail": str(exc)[:2000], **report}
+    try:
+        report["removed_places"] = await loop.run_in_executor(None, remove_rep_places, s,
+                                                              rep_id)
+    except Exception as exc:
+        return 500, {"error": "places_failed", "detail": str(exc)[:2000], **report}
+    return 200, report
 

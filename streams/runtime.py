@@ -7,48 +7,18 @@ from typing import Any
 
 import faust
 from clickhouse_connect.driver.client import Client
-from kafka import KafkaProducer
 
 from schemas.errors import GeotelError
 from streams import journal as upload_journal
 from streams.app import Pipeline
-from streams.broker import admin_kwargs, embedded_broker, ensure_topics
-from streams.devices import DeviceRecord, Journal, encode
-from streams.settings import DEVICES, Profile, Settings
+from streams.broker import embedded_broker, ensure_topics
+from streams.publish import journal, publish_devices, publish_geoset
+from streams.settings import Profile, Settings
 from streams.storage import analyst_sql, open_clickhouse, prepare_data_dir
 from streams.web import register_web
 from streams.webserver import raise_fd_limit
 
 log = logging.getLogger(__name__)
-
-
-def journal(settings: Settings) -> Journal:
-    return Journal(settings.data_dir / "devices.jsonl")
-
-
-def publish_devices(settings: Settings, records: list[DeviceRecord], timeout_s: float = 10) -> None:
-    """Publish device records to the devices topic and wait for the broker's ack."""
-    producer = KafkaProducer(acks="all", **admin_kwargs(settings))  # type: ignore[arg-type]
-    try:
-        for r in records:
-            producer.send(settings.topic(DEVICES), key=r.token_hash.encode(), value=encode(r))
-        producer.flush(timeout=timeout_s)
-    finally:
-        producer.close(timeout=timeout_s)
-
-
-def publish_geoset(settings: Settings, kind: str, value: bytes, timeout_s: float = 30) -> None:
-    """Publish one territory/account set record (see streams/geosets.py)."""
-    from streams.broker import MAX_SET_BYTES
-    from streams.geosets import SETS
-
-    producer = KafkaProducer(acks="all", max_request_size=MAX_SET_BYTES,
-                             **admin_kwargs(settings))  # type: ignore[arg-type]
-    try:
-        producer.send(settings.topic(SETS[kind]), key=kind.encode(), value=value)
-        producer.flush(timeout=timeout_s)
-    finally:
-        producer.close(timeout=timeout_s)
 
 
 def replay_geosets(settings: Settings) -> list[str]:

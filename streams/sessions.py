@@ -64,9 +64,11 @@ from streams.pacing import DerivePacer, caught_up
 from streams.privacy import (
     closed_watermarks,
     day_bounds,
+    delete_uncounted,
     event_time_windows,
     off_duty_windows,
     open_day_rows,
+    redact_payload,
     redact_rep_days,
     redact_segments_for_topic,
     redact_transitions_for_topic,
@@ -205,6 +207,9 @@ class SessionStage:
         self.swept_days = 0
         self._next_idle_check = 0.0
         self._next_sweep: float | None = None
+        # Has the stage read all its input (set by tick)? Then the idle clock may use the
+        # wall clock: no unread event waits behind it (docs/privacy.md, "Idle reps").
+        self.input_read = False
 
     # -- the agent ------------------------------------------------------------------------
     async def run(self, stream: Any) -> None:
@@ -244,6 +249,7 @@ class SessionStage:
             mono = time.monotonic()
             if mono >= self._next_idle_check:
                 self._next_idle_check = mono + IDLE_CHECK_INTERVAL_S
+                self.input_read = await self.input_caught_up()
                 await self.close_idle()
             await self._sweep_due(mono)
 
@@ -289,6 +295,8 @@ class SessionStage:
                 await self._rebuild(rest, by_rep)
             self.seen_reps.update(unknown)
         index = self.p.enricher.index if hasattr(self.p.enricher, "index") else None
+        priv = self.p.settings.privacy
+        uncounted: list[tuple[str, Any, dt.datetime, dt.datetime]] = []  # stored, never count
         for rep, evs in by_rep.items():
             state = self.states[rep]
             self.states.move_to_end(rep)
@@ -300,12 +308,22 @@ class SessionStage:
                 # The table keys dead letters by source position and item; an event id
                 # folded to 31 bits tells the rejected events of one message apart.
                 item = rj.event_id.int % (2**31 - 1)
+                # never counted, so never redacted with a day: coarsened now
+                payload = redact_payload(ev.model_dump_json().encode(),
+                                         priv.off_duty_positions,
+                                         priv.coarsen_decimals) if ev else b""
                 dead.append((self._dead(origin.get(rj.event_id), rj.reason.value, rj.detail,
-                                        rj.rep_id,
-                                        ev.model_dump_json().encode() if ev else b"", now,
-                                        event_id=rj.event_id), item))
+                                        rj.rep_id, payload, now, event_id=rj.event_id), item))
+                if ev is not None and ev.received_at is not None:
+                    uncounted.append((rep, ev.event_id, ev.ts, ev.received_at))
+            uncounted.extend((rep, e.event_id, e.ts, e.received_at) for e in out.superseded
+                             if e.received_at is not None)
         if dead:
             await self._write_dead(dead)
+        if uncounted:
+            await asyncio.get_running_loop().run_in_executor(
+                self.p.query_executor, functools.partial(
+                    delete_uncounted, self.p.clickhouse, uncounted, self.writer.lock))
 
     # -- derivation -----------------------------------------------------------------------
     async def derive_due(self, force: bool) -> None:
@@ -413,6 +431,15 @@ class SessionStage:
             return False
         return True
 
+    def late_cutoff(self, rep: str) -> dt.datetime | None:
+        """Events of ``rep`` before this are ``too_late`` (the held state's watermark minus
+        ``lateness_s``); None when the stage does not hold the rep. Ingest in this process
+        refuses them (streams/ingest.py)."""
+        state = self.states.get(rep)
+        if state is None or state.watermark is None:
+            return None
+        return state.watermark - dt.timedelta(seconds=self.params.lateness_s)
+
     # -- idle reps and the privacy sweep ---------------------------------------------------
     def idle_clock(self, rep: str) -> dt.datetime | None:
         """The watermark an idle rep is given: the event-time progress of its
@@ -420,14 +447,20 @@ class SessionStage:
         ``max_future_s``, the most a phone's clock may run ahead of the server and still
         count. ``None`` while nothing was seen on the partition.
 
-        Event time, not the wall clock: a worker that lags behind its partition, or a
-        consumer group replaying the topics, closes days only as far as the events it has
+        Event time while the stage is behind: a worker that lags behind its partition, or
+        a consumer group replaying the topics, closes days only as far as the events it has
         read, so no day closes while events of the rep that could still be on time wait
-        unread behind it."""
+        unread behind it. Once it has read everything (``input_read``), the worker's wall
+        clock too, so the bound holds on partitions without traffic (after a restart, say):
+        an upload arriving now is judged against the rep's watermark, which the same clock
+        then moved."""
         part = self.rep_partition.get(rep)
         if part is None:
             part = self._partition_of(rep)
         clock = self.partition_clock.get(part) if part is not None else None
+        if self.input_read:  # everything read: the wall clock bounds it too
+            wall = dt.datetime.now(dt.UTC)
+            clock = wall if clock is None else max(clock, wall)
         if clock is None:
             return None
         return clock - dt.timedelta(seconds=self.params.max_future_s)

@@ -131,6 +131,13 @@ class IngestSettings(_Section):
     journal_segment_s: float = Field(default=30.0, gt=0,
                                      description="A journal segment is closed when it is this "
                                      "old at the next upload, seconds.")
+    device_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key (secret) that signs device records on `geotel.devices`; ingest "
+        "ignores a record without a valid signature. Unset: in the embedded profile "
+        "`data_dir`/devices.key (created once, owner-only); in the external profile records "
+        "are not signed (protect the topic with SASL and ACLs). Every process that registers "
+        "or reads devices needs the same key.")
     journal_trim_interval_s: float = Field(default=5.0, gt=0,
                                            description="How often closed journal segments are "
                                            "checked against the committed offsets, seconds.")

@@ -20,7 +20,7 @@ from streams import journal as upload_journal
 from streams.auth import bearer_ok
 from streams.batch_consumer import LogResetWatch, caught_up, record_probe
 from streams.broker import make_consumer
-from streams.devices import DeviceRegistry, decode
+from streams.devices import DeviceRegistry, decode, device_key
 from streams.ingest import IngestHandler, TokenBucket
 from streams.openapi import register_openapi
 from streams.query import QueryError
@@ -36,6 +36,8 @@ class RegistryTail:
         self.registry = DeviceRegistry()
         self.caught_up = False
         self.log_reset = LogResetWatch(record_probe(lambda: make_consumer(pipeline.settings)))
+        self.key = device_key(pipeline.settings)
+        self.ignored = 0  # records without a valid signature
 
     async def run(self) -> None:
         topic = self.pipeline.devices_topic_name
@@ -61,9 +63,10 @@ class RegistryTail:
                             if r.value is None:
                                 continue
                             try:
-                                self.registry.apply(decode(r.value))
+                                self.registry.apply(decode(r.value, self.key))
                             except Exception as exc:
-                                log.error("ignoring a malformed device record at %s/%s: %s",
+                                self.ignored += 1
+                                log.error("ignoring a device record at %s/%s: %s",
                                           r.partition, r.offset, exc)
                     if not self.caught_up and await caught_up(consumer, tps):
                         self.caught_up = True
@@ -75,6 +78,13 @@ class RegistryTail:
                 await asyncio.sleep(1.0)
             finally:
                 await consumer.stop()
+
+
+def _late_cutoff(pipeline: Any, rep: str) -> Any:
+    """Events of ``rep`` older than this are ``too_late`` for this process's sessions stage
+    (None where it does not hold the rep, or runs no sessions stage)."""
+    stage = getattr(pipeline, "sessions", None)
+    return stage.late_cutoff(rep) if stage is not None else None
 
 
 def register_web(pipeline: Any, *, ingest: bool = True, sql: bool = True) -> RegistryTail | None:
@@ -98,6 +108,7 @@ def register_web(pipeline: Any, *, ingest: bool = True, sql: bool = True) -> Reg
             rate=TokenBucket(settings.ingest.rate_limit_events_per_s,
                              settings.ingest.rate_limit_burst_events),
             ready=lambda: tail is not None and tail.caught_up,
+            late_cutoff=lambda rep: _late_cutoff(pipeline, rep),
         )
         pipeline.ingest_handler = handler
         pipeline.registry_tail = tail

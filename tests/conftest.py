@@ -231,6 +231,24 @@ class Stack:
             time.sleep(min(float(r.headers.get("Retry-After", "1")), 5.0))
         return self.post(token, events)
 
+    def produce_raw(self, events: list[dict[str, Any]]) -> None:
+        """Put an upload on telemetry.raw as an ingest process that does not know the reps'
+        watermarks (a separate ``geotel ingest``) publishes it: the events as sent, with
+        their ``received_at``."""
+        from kafka import KafkaProducer
+
+        from streams.settings import Settings
+
+        now = dt.datetime.now(dt.UTC).isoformat()
+        body = orjson.dumps({"events": [{**e, "received_at": now} for e in events]})
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap)
+        try:
+            producer.send(Settings().topic("telemetry.raw"),
+                          key=str(events[0]["device_id"]).encode(), value=body)
+            producer.flush(10)
+        finally:
+            producer.close(5)
+
     def sql(self, query: str) -> list[dict[str, Any]]:
         r = self.http.post("/v1/sql", json={"sql": query, "format": "json"})
         assert r.status_code == 200, r.text

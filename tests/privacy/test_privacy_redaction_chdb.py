@@ -81,9 +81,10 @@ def test_coarsen_redacts_only_the_reps_off_duty_positions(ch: Any) -> None:
     _store(ch)
     before = _events(ch, "events_all")
     seg_tables = len(SEGMENT_TABLES)  # segments_all and the current-version tables
-    # events, segments (every segments table), 2 on each transitions table, + last position (2)
+    # events, photos, segments (every segments table), 2 on each transitions table, + last
+    # position (2)
     assert redact_closed_days(ch, "r1", TZ, [DAY], PrivacySettings()) == (
-        3 + seg_tables + 2 * len(TRANSITION_TABLES))
+        4 + seg_tables + 2 * len(TRANSITION_TABLES))
     after = _events(ch, "events_all")
     assert len(after) == len(before)
     changed = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import orjson
 import pytest
 
 from processors.records import SegmentKind
@@ -132,7 +133,7 @@ def test_statements_escape_and_skip() -> None:
     assert redaction_statements("r1", w, "keep", 2) == []
     assert redaction_statements("r1", [], "coarsen", 2) == []
     stmts = redaction_statements("o'b\\x", w, "coarsen", 2)
-    assert len(stmts) == 4 and all("rep_id = 'o\\'b\\\\x'" in s for s in stmts)
+    assert len(stmts) == 5 and all("rep_id = 'o\\'b\\\\x'" in s for s in stmts)
     assert sql_str("a'b") == "'a\\'b'"
     with pytest.raises(ValueError):
         redaction_statements("r1", [(dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2))],
@@ -157,3 +158,19 @@ def test_open_day_rows_skips_closed_days() -> None:
     dropped = {"ts": local(12, day=nxt + dt.timedelta(days=1)), "kind": "ping",
                "started_at": None}
     assert open_day_rows([*rows, dropped], TZ, 36 * 3600 + 1) == rows
+
+
+def test_payload_of_an_event_that_never_counts_is_coarsened() -> None:
+    from streams.privacy import redact_payload
+
+    doc = {"kind": "visit_submission", "lat": 52.512345, "lon": 13.398765, "accuracy_m": 5.0,
+           "position": {"lat": 1.234567, "lon": 2.345678},
+           "photos": [{"photo_id": "p", "position": {"lat": 3.456789, "lon": 4.567891}}]}
+    out = orjson.loads(redact_payload(orjson.dumps(doc), "coarsen", 2))
+    assert (out["lat"], out["lon"], out["accuracy_m"]) == (52.51, 13.4, None)
+    assert out["position"] == {"lat": 1.23, "lon": 2.35}
+    assert out["photos"][0]["position"] == {"lat": 3.46, "lon": 4.57}
+    dropped = orjson.loads(redact_payload(orjson.dumps(doc), "drop", 2))
+    assert dropped["lat"] is None and dropped["photos"][0]["position"]["lat"] is None
+    assert redact_payload(b"not json", "coarsen", 2) == b"not json"
+    assert redact_payload(orjson.dumps(doc), "keep", 2) == orjson.dumps(doc)

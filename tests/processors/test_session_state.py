@@ -131,3 +131,25 @@ def test_clock_skew_is_corrected_from_received_at() -> None:
     day = derive_rep_day("rep-1", DAY, TZ, shifted, InMemoryPlaces(places))[1]
     assert day.clock_offset_s == -110.0
     assert day.workday_start == base.workday_start and day.workday_end == base.workday_end
+
+
+def test_event_id_again_with_another_ts_keeps_the_first_received() -> None:
+    """A resend of an event id with another ts (even on another day) is one event: the
+    first received copy stays, the other is reported as superseded (to delete from the
+    store, whose key includes ts)."""
+    events, places = _noisy_day()
+    state = RepSessionState("rep-1", TZ)
+    first = events[10]
+    state.add(events[:50], places=places, derive=False)
+    later = first.model_copy(update={"ts": first.ts + dt.timedelta(days=1),
+                                     "received_at": first.received_at + dt.timedelta(days=1)})
+    out = state.add([later], places=places, derive=False)
+    assert out.duplicates == 1 and out.superseded == (later,)
+    assert state.event_count() == 50 and len(state.open_days()) == 1
+    # the same copy again is a plain duplicate, nothing to delete
+    assert state.add([first], places=places, derive=False).superseded == ()
+    # a copy received earlier than the one held replaces it, and the held one goes
+    earlier = first.model_copy(update={"ts": first.ts - dt.timedelta(minutes=3),
+                                       "received_at": first.received_at - dt.timedelta(minutes=1)})
+    out = state.add([earlier], places=places, derive=False)
+    assert out.superseded == (first,) and state.event_count() == 50
