@@ -206,21 +206,38 @@ def test_forged_device_record_is_ignored(s: Stack) -> None:
 def test_one_erase_removes_data_home_and_tokens(s: Stack, closed_day: tuple[str, dt.date]
                                                  ) -> None:
     """(5) Export has the home and the closed days; the admin erase revokes the tokens,
-    removes the home from the accounts set, and reports all of it."""
+    removes the rep's entries from every published set (its home in the accounts set, its
+    office in the place set, its roster entry) and reports all of it."""
     token, _ = closed_day
+    places = s.root / "places.geojson"
+    places.write_text(orjson.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"place_id": f"office-{rid}", "kind": "office",
+                                           "rep_id": rid, "radius_m": 60},
+         "geometry": {"type": "Point", "coordinates": [13.30 + i / 100, 52.50]}}
+        for i, rid in enumerate((HOME_REP, "rep-0002"))]}).decode())
+    roster = s.root / "roster.csv"
+    roster.write_text(f"rep,name,team\n{HOME_REP},Ana Example,North\nrep-0002,Bo,North\n")
+    s.cli("places", "load", str(places))
+    s.cli("reps", "load", str(roster))
     lines = [orjson.loads(ln) for ln in s.cli("reps", "export", HOME_REP).stdout.splitlines()]
     tables = {ln["table"] for ln in lines}
     assert {"closed_rep_days", "places"} <= tables, tables
     assert any(ln.get("name") == f"Home of {HOME_REP}" for ln in lines)
+    assert {(ln.get("set"), ln.get("account_id") or ln.get("name")) for ln in lines
+            if ln["table"] == "places"} >= {("places", f"office-{HOME_REP}"),
+                                            ("reps", "Ana Example")}, lines
 
     r = s.http.post("/v1/admin/erase", json={"rep_id": HOME_REP},
                     headers={"Authorization": f"Bearer {ADMIN}"})
     assert r.status_code == 200, r.text
     report = r.json()
-    assert report["revoked_tokens"] == 1 and report["removed_places"] == 1, report
+    assert report["revoked_tokens"] == 1 and report["removed_places"] == 3, report
     assert report["removed"]["events_all"] >= 7 and report["removed"]["closed_rep_days"], report
     assert s.scalar(f"SELECT count() FROM events_all WHERE rep_id = '{HOME_REP}'") == 0
     assert s.post(token, [ping("dev-home", HOME_REP, dt.datetime.now(dt.UTC))]).status_code \
         == 401
     _, _, body = decode_set(journal_path(s.root / "var", "accounts").read_bytes())
     assert f"Home of {HOME_REP}".encode() not in body
+    for kind, other in (("places", b"office-rep-0002"), ("reps", b"rep-0002")):
+        _, _, body = decode_set(journal_path(s.root / "var", kind).read_bytes())
+        assert HOME_REP.encode() not in body and other in body, (kind, body[:500])
