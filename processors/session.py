@@ -13,7 +13,9 @@ event time (the rep's watermark is the newest ``ts`` it has accepted), never fro
   update is final and its events are dropped, so memory holds only open days.
 
 Derivation itself is :func:`processors.rep_day.derive_rep_day`, a function of the set of
-the day's events: the same events late, out of order or twice give the same records.
+the day's events: the same events late, out of order or twice give the same records. A day
+holds its pings also as column chunks (:mod:`processors.day_columns`), converted once when
+they arrive, and derives from those (the same records as from the objects).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from processors.config import DEFAULT_PARAMS, SessionParams
+from processors.day_columns import PingColumns, derive_rep_day_columns
 from processors.places import NoPlaces, PlaceLookup
 from processors.records import (
     Rejected,
@@ -34,7 +37,8 @@ from processors.records import (
     Segment,
     SessionOutput,
 )
-from processors.rep_day import AnyEvent, derive_rep_day, event_time, local_day_bounds
+from processors.rep_day import AnyEvent, event_time, local_day_bounds
+from schemas.events import Ping
 
 _NO_PLACES = NoPlaces()
 
@@ -42,6 +46,9 @@ _NO_PLACES = NoPlaces()
 @dataclass
 class _DayState:
     events: dict[uuid.UUID, AnyEvent] = field(default_factory=dict)
+    # the same events as columns (pings) and the rest: what derivation reads
+    pings: PingColumns = field(default_factory=PingColumns)
+    others: dict[uuid.UUID, AnyEvent] = field(default_factory=dict)
     version: int = 0
     segment_ids: frozenset[uuid.UUID] = frozenset()
     fingerprint: str | None = None
@@ -99,6 +106,11 @@ class RepSessionState:
         """No open rep-day is held (only the watermark remains)."""
         return not self._days
 
+    def pings_of(self, day: dt.date) -> PingColumns:
+        """The day's pings as columns (empty for a day not held)."""
+        st = self._days.get(day)
+        return PingColumns() if st is None else st.pings
+
     def events_of(self, day: dt.date) -> list[AnyEvent]:
         st = self._days.get(day)
         return [] if st is None else list(st.events.values())
@@ -138,13 +150,24 @@ class RepSessionState:
                                              f"{before.isoformat() if before else ''} "
                                              f"- {p.lateness_s}s"))
                 continue
-            day = self._days.setdefault(self.local_date(when), _DayState())
+            local = self.local_date(when)
+            day = self._days.get(local)
+            if day is None:  # not setdefault: a day's state is not cheap to make
+                day = self._days[local] = _DayState()
             old = day.events.get(e.event_id)
             if old is not None:
                 duplicates += 1
                 if not _earlier(e, old):
                     continue
             day.events[e.event_id] = e
+            if isinstance(e, Ping):
+                day.pings.put(e)
+                if old is not None and not isinstance(old, Ping):
+                    del day.others[e.event_id]
+            else:
+                day.others[e.event_id] = e
+                if isinstance(old, Ping):
+                    day.pings.discard(e.event_id)
             day.dirty = True
             if newest is None or e.ts > newest:
                 newest = e.ts
@@ -205,8 +228,9 @@ class RepSessionState:
         # state rebuilt after a restart (from the stored events) derives the same version for
         # the same set, so ReplacingMergeTree(version) and consumers keep the right record.
         version = len(st.events)
-        segments, summary = derive_rep_day(self.rep_id, day, self.tz, st.events.values(),
-                                           places, self.params, version=version)
+        segments, summary = derive_rep_day_columns(self.rep_id, day, self.tz, st.pings,
+                                                   st.others.values(), places, self.params,
+                                                   version=version)
         fp = _fingerprint(segments, summary)
         if fp == st.fingerprint:
             return None
