@@ -41,6 +41,7 @@ from processors.rep_day import AnyEvent, event_time, local_day_bounds
 from schemas.events import Ping
 
 _NO_PLACES = NoPlaces()
+_ONE_US = dt.timedelta(microseconds=1)
 
 
 @dataclass
@@ -86,10 +87,22 @@ class RepSessionState:
         self.params = params
         self.watermark: dt.datetime | None = None
         self._days: dict[dt.date, _DayState] = {}
+        self._span: tuple[dt.datetime, dt.datetime, dt.date] | None = None  # see local_date
 
     # -- queries ------------------------------------------------------------------------
     def local_date(self, t: dt.datetime) -> dt.date:
-        return t.astimezone(self.tz).date()
+        span = self._span
+        if span is not None and span[0] <= t < span[1]:
+            return span[2]
+        d = t.astimezone(self.tz).date()
+        # Remember the day's UTC bounds when its offset is one all day (so every instant in
+        # them is on that date): most events then need no time zone conversion.
+        lo, hi = local_day_bounds(d, self.tz)
+        first, last = lo.astimezone(self.tz), (hi - _ONE_US).astimezone(self.tz)
+        if (first.utcoffset() == last.utcoffset() and first.date() == d == last.date()
+                and lo <= t < hi):
+            self._span = (lo, hi, d)
+        return d
 
     def open_days(self) -> list[dt.date]:
         return sorted(self._days)
