@@ -221,7 +221,7 @@ def _run_sessions(wl: Any, enricher: Any, batch: int, derive_every: int) -> None
     from processors import RepSessionState
     from processors.intake import TimeLimits
     from processors.intake_columns import IntakeBatch
-    from processors.transitions import derive_transitions
+    from processors.transitions import derive_transitions_columns
     from streams.enrich import encode_enriched_columns
     from streams.sessions import _BATCH, GeoPlaces
     from streams.settings import Settings
@@ -256,8 +256,8 @@ def _run_sessions(wl: Any, enricher: Any, batch: int, derive_every: int) -> None
             out = state.derive(GeoPlaces(index, rep), close=False)
             t1 = _clock()
             for u in out.updates:
-                derive_transitions(rep, u.local_date, state.events_of(u.local_date),
-                                   settings.transitions)
+                derive_transitions_columns(rep, u.local_date, state.pings_of(u.local_date),
+                                           settings.transitions, version=u.version)
             cost["derive"] += t1 - t
             cost["transitions"] += _clock() - t1
             k += 1

@@ -104,7 +104,6 @@ def filter_pings(
     """
     offsets = clock_offsets_s or {}
     uniq, dup_ids = _sorted_unique(pings)
-    n = len(uniq)
     ts = np.array([p.ts.timestamp() for p in uniq], dtype=np.float64)
     t = ts + np.array([offsets.get(p.device_id, 0.0) for p in uniq], dtype=np.float64)
     recv = np.array([p.received_at.timestamp() if p.received_at else np.nan for p in uniq])
@@ -117,6 +116,22 @@ def filter_pings(
     terr_flags = [territory_flag(p) for p in uniq]
     terr = np.array([-1 if f is None else int(f) for f in terr_flags], dtype=np.int8)
     eid = np.array([str(p.event_id) for p in uniq], dtype=object)
+    result, _ = filter_columns(ts, t, recv, lon, lat, acc, speed, heading, mock, terr, eid,
+                               params, compiled=compiled, dup_ids=dup_ids)
+    return result
+
+
+def filter_columns(
+    ts: FloatArray, t: FloatArray, recv: FloatArray, lon: FloatArray, lat: FloatArray,
+    acc: FloatArray, speed: FloatArray, heading: FloatArray, mock: npt.NDArray[np.bool_],
+    terr: npt.NDArray[np.int8], eid: npt.NDArray[np.object_], params: SessionParams, *,
+    compiled: bool = True, dup_ids: Sequence[str] = (),
+) -> tuple[FilterResult, npt.NDArray[np.bool_]]:
+    """:func:`filter_pings` over columns of unique fixes already sorted by
+    ``(ts, event_id)`` (``ts`` raw epoch seconds, ``t`` clock-corrected, ``recv`` the
+    received_at seconds or nan; see :class:`Track` for the rest): the result and the mask
+    of the kept fixes. ``dup_ids`` are event ids already found duplicate."""
+    n = len(ts)
     track = Track(t.reshape(n), lon.reshape(n), lat.reshape(n), acc.reshape(n),
                   speed.reshape(n), heading.reshape(n), terr, eid)
 
@@ -145,7 +160,7 @@ def filter_pings(
     kept_mask = np.asarray(reason == "", dtype=bool)
     rejected = [(str(eid[i]), str(reason[i])) for i in np.flatnonzero(~kept_mask)]
     rejected.extend((e, "duplicate") for e in dup_ids)
-    return FilterResult(track.take(kept_mask), tuple(rejected))
+    return FilterResult(track.take(kept_mask), tuple(rejected)), kept_mask
 
 
 def _mark_same_instant(track: Track, reason: npt.NDArray[np.object_]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from processors.config import DEFAULT_PARAMS, SessionParams
-from processors.gps_filter import filter_pings
+from processors.gps_filter import FilterResult, filter_pings
 from processors.places import PlaceLookup
 from processors.records import (
     RepDay,
@@ -117,21 +117,44 @@ def derive_rep_day(
     ``compiled=False`` runs the pure-Python reference of the filter, stops and travel
     instead of their kernels (:mod:`processors.kernels`; the same records).
     """
-    zone = ZoneInfo(tz) if isinstance(tz, str) else tz
     evs = [e for e in unique_events(events) if e.rep_id == rep_id]
+    offsets = clock_offsets(evs, params)
+    pings = [e for e in evs if isinstance(e, Ping)]
+    filtered = filter_pings(pings, params, offsets, compiled=compiled)
+    return derive_filtered(rep_id, local_date, tz, filtered, [e for e in evs
+                                                              if not isinstance(e, Ping)],
+                           offsets, len(evs), places, params, version, compiled=compiled)
+
+
+def derive_filtered(
+    rep_id: str,
+    local_date: dt.date,
+    tz: ZoneInfo | str,
+    filtered: FilterResult,
+    others: Sequence[AnyEvent],
+    offsets: dict[str, float],
+    n_events: int,
+    places: PlaceLookup,
+    params: SessionParams = DEFAULT_PARAMS,
+    version: int = 0,
+    *,
+    compiled: bool = True,
+) -> tuple[list[Segment], RepDay]:
+    """The rest of :func:`derive_rep_day` once the pings are filtered: ``others`` are the
+    day's unique check-ins and submissions sorted by ``(ts, event_id)``, ``offsets`` the
+    clock offsets of :func:`clock_offsets` and ``n_events`` the size of the day's event set.
+    :mod:`processors.day_columns` filters column chunks and comes in here too."""
+    zone = ZoneInfo(tz) if isinstance(tz, str) else tz
     day_lo_dt, day_hi_dt = local_day_bounds(local_date, zone)
     day_lo, day_hi = day_lo_dt.timestamp(), day_hi_dt.timestamp()
-    offsets = clock_offsets(evs, params)
 
     def at(e: AnyEvent, when: dt.datetime) -> float:
         return when.timestamp() + offsets.get(e.device_id, 0.0)
 
-    pings = [e for e in evs if isinstance(e, Ping)]
-    checkins = [e for e in evs if isinstance(e, CheckIn)
+    checkins = [e for e in others if isinstance(e, CheckIn)
                 and (e.received_at is None
                      or (e.ts - e.received_at).total_seconds() <= params.max_future_s)]
-    subs = [e for e in evs if isinstance(e, VisitSubmission)]
-    filtered = filter_pings(pings, params, offsets, compiled=compiled)
+    subs = [e for e in others if isinstance(e, VisitSubmission)]
     track = filtered.kept
     stops = detect_stops(track, params, compiled=compiled)
     moves = travel_between(track, stops, params, compiled=compiled)
@@ -220,6 +243,6 @@ def derive_rep_day(
         auto_visits=sum(v.source == VisitSource.auto for v in visits),
         pings_kept=len(track), pings_dropped=filtered.dropped_counts(),
         clock_offset_s=round(sum(offsets.values()) / len(offsets), 3) if offsets else 0.0,
-        events=len(evs), version=version,
+        events=n_events, version=version,
     )
     return segments, summary

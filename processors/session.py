@@ -13,7 +13,9 @@ event time (the rep's watermark is the newest ``ts`` it has accepted), never fro
   update is final and its events are dropped, so memory holds only open days.
 
 Derivation itself is :func:`processors.rep_day.derive_rep_day`, a function of the set of
-the day's events: the same events late, out of order or twice give the same records.
+the day's events: the same events late, out of order or twice give the same records. A day
+holds its pings also as column chunks (:mod:`processors.day_columns`), converted once when
+they arrive, and derives from those (the same records as from the objects).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from processors.config import DEFAULT_PARAMS, SessionParams
+from processors.day_columns import PingColumns, derive_rep_day_columns
 from processors.places import NoPlaces, PlaceLookup
 from processors.records import (
     Rejected,
@@ -34,18 +37,29 @@ from processors.records import (
     Segment,
     SessionOutput,
 )
-from processors.rep_day import AnyEvent, derive_rep_day, event_time, local_day_bounds
+from processors.rep_day import AnyEvent, event_time, local_day_bounds
+from schemas.events import Ping
 
 _NO_PLACES = NoPlaces()
+_ONE_US = dt.timedelta(microseconds=1)
 
 
 @dataclass
 class _DayState:
     events: dict[uuid.UUID, AnyEvent] = field(default_factory=dict)
+    # the same events as columns (pings) and the rest: what derivation reads
+    pings: PingColumns = field(default_factory=PingColumns)
+    others: dict[uuid.UUID, AnyEvent] = field(default_factory=dict)
     version: int = 0
     segment_ids: frozenset[uuid.UUID] = frozenset()
     fingerprint: str | None = None
     dirty: bool = False
+
+    def remove(self, event_id: uuid.UUID) -> None:
+        """Hold no copy of ``event_id`` any more (events, columns and the rest)."""
+        if (self.events.pop(event_id, None) is not None
+                and self.others.pop(event_id, None) is None):
+            self.pings.discard(event_id)
 
 
 def _fingerprint(segments: list[Segment], summary: RepDay) -> str:
@@ -79,10 +93,22 @@ class RepSessionState:
         self.params = params
         self.watermark: dt.datetime | None = None
         self._days: dict[dt.date, _DayState] = {}
+        self._span: tuple[dt.datetime, dt.datetime, dt.date] | None = None  # see local_date
 
     # -- queries ------------------------------------------------------------------------
     def local_date(self, t: dt.datetime) -> dt.date:
-        return t.astimezone(self.tz).date()
+        span = self._span
+        if span is not None and span[0] <= t < span[1]:
+            return span[2]
+        d = t.astimezone(self.tz).date()
+        # Remember the day's UTC bounds when its offset is one all day (so every instant in
+        # them is on that date): most events then need no time zone conversion.
+        lo, hi = local_day_bounds(d, self.tz)
+        first, last = lo.astimezone(self.tz), (hi - _ONE_US).astimezone(self.tz)
+        if (first.utcoffset() == last.utcoffset() and first.date() == d == last.date()
+                and lo <= t < hi):
+            self._span = (lo, hi, d)
+        return d
 
     def open_days(self) -> list[dt.date]:
         return sorted(self._days)
@@ -98,6 +124,11 @@ class RepSessionState:
     def is_empty(self) -> bool:
         """No open rep-day is held (only the watermark remains)."""
         return not self._days
+
+    def pings_of(self, day: dt.date) -> PingColumns:
+        """The day's pings as columns (empty for a day not held)."""
+        st = self._days.get(day)
+        return PingColumns() if st is None else st.pings
 
     def events_of(self, day: dt.date) -> list[AnyEvent]:
         st = self._days.get(day)
@@ -141,6 +172,7 @@ class RepSessionState:
                 continue
             key = self.local_date(when)
             held = self._holder(e.event_id, key)
+            old: AnyEvent | None = None
             if held is not None:
                 duplicates += 1
                 old_day, old = held
@@ -150,10 +182,21 @@ class RepSessionState:
                     continue
                 if old.ts != e.ts:  # the copy held moves (possibly to another day)
                     superseded.append(old)
-                    del old_day.events[e.event_id]
+                    old_day.remove(e.event_id)
                     old_day.dirty = True
-            day = self._days.setdefault(key, _DayState())
+                    old = None
+            day = self._days.get(key)
+            if day is None:  # not setdefault: a day's state is not cheap to make
+                day = self._days[key] = _DayState()
             day.events[e.event_id] = e
+            if isinstance(e, Ping):
+                day.pings.put(e)
+                if old is not None and not isinstance(old, Ping):
+                    del day.others[e.event_id]
+            else:
+                day.others[e.event_id] = e
+                if isinstance(old, Ping):
+                    day.pings.discard(e.event_id)
             day.dirty = True
             if newest is None or e.ts > newest:
                 newest = e.ts
@@ -228,8 +271,9 @@ class RepSessionState:
         # state rebuilt after a restart (from the stored events) derives the same version for
         # the same set, so ReplacingMergeTree(version) and consumers keep the right record.
         version = len(st.events)
-        segments, summary = derive_rep_day(self.rep_id, day, self.tz, st.events.values(),
-                                           places, self.params, version=version)
+        segments, summary = derive_rep_day_columns(self.rep_id, day, self.tz, st.pings,
+                                                   st.others.values(), places, self.params,
+                                                   version=version)
         fp = _fingerprint(segments, summary)
         if fp == st.fingerprint:
             return None

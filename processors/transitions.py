@@ -36,9 +36,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from processors.config import DEFAULT_PARAMS, SessionParams
+from processors.day_columns import PingColumns, filter_view
 from processors.gps_filter import filter_pings
 from processors.records import ID_NAMESPACE
 from processors.rep_day import AnyEvent, unique_events
@@ -173,6 +175,38 @@ def derive_transitions(
     return out
 
 
+def derive_transitions_columns(
+    rep_id: str,
+    local_date: dt.date,
+    pings: PingColumns,
+    params: TransitionParams = DEFAULT_TRANSITION_PARAMS,
+    *,
+    filter_params: SessionParams = DEFAULT_PARAMS,
+    version: int = 0,
+) -> list[Transition]:
+    """:func:`derive_transitions` of a rep-day whose pings are held as columns (one copy per
+    event_id, see :mod:`processors.day_columns`): the same transitions, with the kernels."""
+    view = pings.view()
+    view = view.take(np.flatnonzero(view.enriched))
+    fparams = filter_params.model_copy(update={"max_accuracy_m": params.max_accuracy_m})
+    _, kept = filter_view(view, fparams)
+    idx = np.flatnonzero(kept)
+    fixes = view.event[idx].tolist()
+    out: list[Transition] = []
+
+    def emit(kind: TransitionKind, subject: str, p: EnrichedPing) -> None:
+        out.append(Transition(
+            transition_id=transition_id(rep_id, local_date, kind.value, subject, p.ts),
+            rep_id=rep_id, local_date=local_date, kind=kind, subject_id=subject, at=p.ts,
+            lon=p.lon, lat=p.lat, geo_version=p.geo.geo_version, version=version))
+
+    _run_machines(fixes, view.ts_us[idx],
+                  (view.territory_id[idx].tolist(), view.account_id[idx].tolist()), params,
+                  emit)
+    out.sort(key=lambda t: (t.at, _KIND_ORDER[t.kind], t.subject_id))
+    return out
+
+
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
 
@@ -183,13 +217,24 @@ def _compiled_machines(fixes: list[EnrichedPing], params: TransitionParams,
     over value codes and exact microseconds (what ``timedelta.total_seconds`` divides)."""
     if not fixes:
         return
+    ts_us = np.array([(p.ts - _EPOCH) // _US for p in fixes], dtype=np.int64)
+    _run_machines(fixes, ts_us, tuple([m.value(p) for p in fixes] for m in _MACHINES),
+                  params, emit)
+
+
+def _run_machines(fixes: list[EnrichedPing], ts_us: npt.NDArray[np.int64],
+                  values_of: tuple[list[str | None], ...], params: TransitionParams,
+                  emit: Callable[[TransitionKind, str, EnrichedPing], None]) -> None:
+    """:func:`kernels.transition_runs` of each machine of ``_MACHINES`` over its values of
+    the fixes (``values_of``, one list per machine)."""
+    if not fixes:
+        return
     import processors.kernels as kernels  # on first use: numba is slow to import
 
-    ts_us = np.array([(p.ts - _EPOCH) // _US for p in fixes], dtype=np.int64)
-    for m in _MACHINES:
+    for m, fix_values in zip(_MACHINES, values_of, strict=True):
         names: dict[str, int] = {}
-        codes = np.array([-1 if (v := m.value(p)) is None else names.setdefault(v, len(names))
-                          for p in fixes], dtype=np.int64)
+        codes = np.array([-1 if v is None else names.setdefault(v, len(names))
+                          for v in fix_values], dtype=np.int64)
         values = list(names)
         at, kind, subject = kernels.transition_runs(codes, ts_us, params.min_pings,
                                                     params.min_dwell_s)
@@ -203,6 +248,7 @@ __all__ = [
     "TransitionKind",
     "TransitionParams",
     "derive_transitions",
+    "derive_transitions_columns",
     "transition_id",
     "usable_fixes",
 ]

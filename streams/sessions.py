@@ -42,7 +42,7 @@ import geo.timezones as timezones
 from geo import GeoIndex
 from processors import Place, RepDayUpdate, RepSessionState, SessionParams
 from processors.transition_ledger import TransitionLedger
-from processors.transitions import TransitionParams, derive_transitions
+from processors.transitions import TransitionParams, derive_transitions_columns
 from schemas.derived import DeadLetter, DeadLetterReason, EnrichedBatch, EnrichedEvent
 from schemas.topics import FieldSegmentsMessage, FieldTransitionsMessage, encode
 from sinks.rows import (
@@ -349,8 +349,9 @@ class SessionStage:
             self.last_derived[rep] = mono
             self.derivations += 1
             for u in out.updates:
-                trs = [t.model_copy(update={"version": u.version}) for t in derive_transitions(
-                    rep, u.local_date, state.events_of(u.local_date), self.tparams)]
+                trs = derive_transitions_columns(rep, u.local_date,
+                                                 state.pings_of(u.local_date), self.tparams,
+                                                 version=u.version)
                 if priv.off_duty_positions != "keep":
                     bounds = day_bounds(u.local_date, u.summary.tz)
                     w = off_duty_windows(u.summary, u.segments, bounds, priv.include_breaks)
