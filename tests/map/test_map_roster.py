@@ -16,7 +16,7 @@ AT = dt.datetime(2026, 11, 2, 10, 0, tzinfo=dt.UTC)
 def _fix(rep: str, lon: float, lat: float) -> dict:  # type: ignore[type-arg]
     return {"rep_id": rep, "last_ts": AT - dt.timedelta(minutes=1), "last_lon": lon,
             "last_lat": lat, "last_speed": 0.0, "recent": [], "last_territory": None,
-            "last_in_assigned": None, "last_account": None}
+            "last_in_assigned": None, "last_account": None, "last_accuracy": None}
 
 
 def test_map_reps_carry_roster_and_zone() -> None:
