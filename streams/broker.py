@@ -69,6 +69,19 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
     return False
 
 
+def port_taken(port: int, host: str = "127.0.0.1") -> bool:
+    """Does a socket listen on ``port``? Decided by binding it (SO_REUSEADDR: connections
+    in TIME_WAIT do not count), not by connecting: a connect times out on a busy machine or
+    a full accept queue and would call a taken port free."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def _die_with_parent() -> None:
     """In the broker child: on Linux, get SIGKILL when the thread that started it dies
     (even by SIGKILL), so no orphan broker keeps the port. SIGKILL, not SIGTERM: the broker
@@ -140,13 +153,13 @@ class EmbeddedBroker:
             with contextlib.suppress(OSError):
                 os.kill(stale, signal.SIGKILL)
         deadline = time.monotonic() + wait_s
-        while port_open("127.0.0.1", self.port) and time.monotonic() < deadline:
+        while port_taken(self.port) and time.monotonic() < deadline:
             time.sleep(0.1)
 
     def start(self, timeout_s: float = 15.0) -> None:
-        if port_open("127.0.0.1", self.port):
+        if port_taken(self.port):
             self._clear_port()
-        if port_open("127.0.0.1", self.port):
+        if port_taken(self.port):
             raise BrokerError(f"port {self.port} is already in use: is another geotel running? "
                               "Stop it or set GEOTEL_KAFKA__EMBEDDED_PORT")
         url = f"tcp://127.0.0.1:{self.port}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker, port_open, tansu_binary
+from streams.broker import EmbeddedBroker, port_open, port_taken, tansu_binary
 from tests.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.integration
@@ -89,3 +90,24 @@ def test_a_busy_port_of_someone_else_is_not_taken(tmp_path: Path) -> None:
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_taken_port_whose_accept_queue_is_full_is_still_taken() -> None:
+    """A listener that accepts nothing (its queue full, as on a loaded machine): connecting
+    times out, so only binding tells that the port is taken."""
+    port = free_port()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", port))
+        listener.listen(0)
+        waiting = [socket.create_connection(("127.0.0.1", port), timeout=1)]
+        for _ in range(8):  # fill the queue: later connects are not answered
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            waiting.append(s)
+        try:
+            assert port_taken(port)
+        finally:
+            for s in waiting:
+                s.close()
+    assert not port_taken(port)
