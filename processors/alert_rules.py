@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.records import RepDay, Segment, SegmentKind, Transition, TransitionKind
+from schemas.topics import FieldAlertMessage
 
 NAMESPACE = uuid.UUID("6f1c8a53-3f0e-4c1e-9a57-2d1f0b7c4e21")
 RULES = ("late_start", "long_break", "long_workday", "unverified_visit", "out_of_territory")
@@ -168,19 +169,8 @@ def _outside(day: RepDay, transitions: Sequence[Transition], assigned: set[str],
     return out
 
 
-class AlertRecord(BaseModel):
-    """A value on ``field.alerts``: an alert raised, or resolved (same ``alert_id``)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    alert_id: uuid.UUID
-    state: str = Field(description="`raised` or `resolved`.")
-    rule: str
-    rep_id: str
-    local_date: dt.date
-    at: dt.datetime = Field(description="Event time: when the condition became true "
-                            "(raised) or ended (resolved).")
-    detail: dict[str, Any] = Field(default_factory=dict)
+#: A value on ``field.alerts``: an alert raised, or resolved (same ``alert_id``).
+AlertRecord = FieldAlertMessage
 
 
 @dataclass

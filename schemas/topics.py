@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.derived import DeadLetter
 from schemas.records import RepDay, Segment, Transition
@@ -42,11 +43,38 @@ class FieldTransitionsMessage(BaseModel):
     transitions: list[Transition]
 
 
+#: The alert rules (processors/alert_rules.py, docs/alerts.md).
+AlertRule = Literal["late_start", "long_break", "long_workday", "unverified_visit",
+                    "out_of_territory"]
+
+
+class FieldAlertMessage(BaseModel):
+    """``field.alerts`` (key rep_id): an alert raised, or resolved (same ``alert_id``).
+    Each ``(alert_id, state)`` is published once; a consumer that sees one again (at least
+    once delivery) drops it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    alert_id: uuid.UUID = Field(description="uuid5 of rep, local date, rule and the "
+                                "record that caused it: the same on a replay.")
+    state: Literal["raised", "resolved"]
+    rule: AlertRule
+    rep_id: str
+    local_date: dt.date
+    at: dt.datetime = Field(description="Event time: when the condition became true "
+                            "(raised) or ended (resolved).")
+    detail: dict[str, Any] = Field(default_factory=dict,
+                                   description="Rule-specific facts (docs/alerts.md); "
+                                   "`reason: retracted` on a resolve whose condition a later "
+                                   "derivation no longer finds.")
+
+
 #: Topic (without prefix) -> the model of its message value.
 TOPIC_VALUES: dict[str, type[BaseModel]] = {
     "field.workdays": RepDay,
     "field.segments": FieldSegmentsMessage,
     "field.transitions": FieldTransitionsMessage,
+    "field.alerts": FieldAlertMessage,
     "telemetry.deadletter": DeadLetter,
 }
 
@@ -55,6 +83,7 @@ SCHEMA_FILES: dict[str, str] = {
     "field_workday": "field.workdays",
     "field_segments": "field.segments",
     "field_transitions": "field.transitions",
+    "field_alert": "field.alerts",
     "deadletter": "telemetry.deadletter",
 }
 
@@ -68,5 +97,5 @@ def encode(value: BaseModel) -> bytes:
 
 _MODELS = frozenset(TOPIC_VALUES.values())
 
-__all__ = ["SCHEMA_FILES", "TOPIC_VALUES", "FieldSegmentsMessage", "FieldTransitionsMessage",
-           "encode"]
+__all__ = ["SCHEMA_FILES", "TOPIC_VALUES", "AlertRule", "FieldAlertMessage",
+           "FieldSegmentsMessage", "FieldTransitionsMessage", "encode"]

@@ -420,6 +420,19 @@ ROSTER_COLUMNS: list[tuple[str, str]] = [
     ("geo_version", "UInt32"),
 ]
 
+# Alerts (migration 11): each record the rules stage published on field.alerts, one row per
+# (alert_id, state), written by that stage after the topic took it (streams/alerts.py). A
+# re-sent record folds into the same key; the ledger is rebuilt from this table on restart.
+ALERT_COLUMNS: list[tuple[str, str]] = [
+    ("alert_id", "UUID"),
+    ("state", "LowCardinality(String)"),
+    ("rule", "LowCardinality(String)"),
+    ("rep_id", "LowCardinality(String)"),
+    ("local_date", "Date"),
+    ("at", "DateTime64(3, 'UTC')"),
+    ("detail", "String"),
+]
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "events and dead letters", [
         Table(
@@ -647,6 +660,18 @@ FROM territory_hourly_agg GROUP BY territory, hour"""),
         View("reps",
              "SELECT * FROM reps_all FINAL "
              "WHERE geo_version = (SELECT max(geo_version) FROM reps_all)"),
+    ]),
+    Migration(11, "alerts: raised and resolved alerts of the rules stage", [
+        Table(
+            "alerts_all", ALERT_COLUMNS,
+            engine="ReplacingMergeTree",
+            partition_by="toMonday(local_date)",
+            order_by="(rep_id, local_date, alert_id, state)",
+            settings=DEDUP,
+            comment="Each field.alerts record once per (alert_id, state) after merges; "
+                    "query alerts",
+        ),
+        View("alerts", "SELECT * FROM alerts_all FINAL"),
     ]),
 ]
 

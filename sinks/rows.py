@@ -12,7 +12,9 @@ from pydantic import BaseModel
 
 from schemas.derived import DeadLetter, Enrichment
 from schemas.events import CheckIn, Ping, VisitSubmission
+from schemas.topics import FieldAlertMessage
 from sinks.migrations import (
+    ALERT_COLUMNS,
     DEADLETTER_COLUMNS,
     EVENT_COLUMNS,
     REP_DAILY_COLUMNS,
@@ -24,6 +26,7 @@ from sinks.migrations import (
 
 EVENT_COLUMN_NAMES: list[str] = [n for n, _ in EVENT_COLUMNS]
 DEADLETTER_COLUMN_NAMES: list[str] = [n for n, _ in DEADLETTER_COLUMNS]
+ALERT_COLUMN_NAMES: list[str] = [n for n, _ in ALERT_COLUMNS]
 _NO_GEO = Enrichment()
 
 
@@ -233,3 +236,20 @@ def _form_back(v: str) -> Any:
         except orjson.JSONDecodeError:
             return v
     return v
+
+
+def alert_rows(records: Iterable[FieldAlertMessage]) -> list[tuple[object, ...]]:
+    """``alerts_all`` rows of field.alerts records (``detail`` as JSON text, keys sorted)."""
+    return [(r.alert_id, r.state, r.rule, r.rep_id, r.local_date, r.at,
+             orjson.dumps(r.detail, option=orjson.OPT_SORT_KEYS).decode())
+            for r in records]
+
+
+def alert_from_row(row: dict[str, Any]) -> FieldAlertMessage:
+    """The record an ``alerts_all`` row was written from."""
+    at = row["at"]
+    if isinstance(at, dt.datetime) and at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    return FieldAlertMessage(alert_id=row["alert_id"], state=row["state"], rule=row["rule"],
+                             rep_id=row["rep_id"], local_date=row["local_date"], at=at,
+                             detail=orjson.loads(row["detail"]) if row["detail"] else {})

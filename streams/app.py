@@ -34,6 +34,7 @@ from schemas.derived import DeadLetter, DeadLetterReason, Enrichment
 from schemas.topics import encode
 from sinks.rows import DEADLETTER_COLUMN_NAMES, deadletter_rows
 from sinks.writer import ClickHouseWriter
+from streams.alerts import AlertStage, AlertStageDeps, assigned_territories
 from streams.batch_consumer import (
     LOG_RESET_CHECK_S,
     BatchConsumer,
@@ -52,6 +53,7 @@ from streams.metrics import Metrics
 from streams.query import AnalystSql
 from streams.sessions import SessionStage
 from streams.settings import (
+    ALERTS,
     DEADLETTER,
     DEVICES,
     ENRICHED,
@@ -238,7 +240,9 @@ class Pipeline:
         self.segments_topic = self._bytes_topic(t(SEGMENTS))
         self.workdays_topic = self._bytes_topic(t(WORKDAYS))
         self.transitions_topic = self._bytes_topic(t(TRANSITIONS))
+        self.alerts_topic = self._bytes_topic(t(ALERTS))
         self.sessions: SessionStage | None = None
+        self.alerts: AlertStage | None = None
         self.fatal: str | None = None
         self.log_resets = 0  # partitions read again after their log went backwards
         self._log_suspects: dict[Any, Suspect] = {}  # partitions seen behind their log
@@ -260,6 +264,8 @@ class Pipeline:
                 self.app.agent(self.raw_topic, name="geotel.intake")(self._intake_agent)
             if settings.worker.sessions_enabled:
                 self._add_sessions()
+            if settings.worker.alerts_enabled:
+                self._add_alerts()
             tune_gc()
             self.app.timer(5.0)(self._update_lag)
             self.app.timer(LOG_RESET_CHECK_S)(self._check_log_reset)
@@ -379,6 +385,41 @@ class Pipeline:
             self._log_suspects = suspect_assigned(positions, self._log_suspects,
                                                   self.read_marks)
 
+    def _add_alerts(self) -> None:
+        if self.writer is None or self.clickhouse is None:
+            raise ValueError("the rules stage needs a ClickHouse client")
+        s = self.settings
+        writer = ClickHouseWriter(self.clickhouse, retry_initial_s=s.worker.sink_retry_initial_s,
+                                  retry_max_s=s.worker.sink_retry_max_s,
+                                  fault_file=s.clickhouse.fault_file)
+        writer.lock = self.writer.lock  # one chDB client lock for all writers
+        topic = self.alerts_topic
+
+        async def send(key: bytes, value: bytes) -> Any:
+            return await topic.send(key=key, value=value)
+
+        self.alerts = AlertStage(s, AlertStageDeps(
+            writer=writer, reader=self.reader or self.clickhouse, lock=self.writer.lock,
+            write_executor=self.ch_executor, read_executor=self.query_executor, send=send,
+            assigned=lambda rep: assigned_territories(getattr(self.enricher, "index", None),
+                                                      rep),
+            probe=self._probe))
+        self.app.task(self._run_alerts)
+
+    async def _run_alerts(self) -> None:
+        if self.alerts is None:
+            raise RuntimeError("the rules stage was not set up")
+        await self.geo_ready()  # rules on the territories in use, not on none
+        try:
+            await self.alerts.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self.fatal is None:
+                self.fatal = f"alerts: {type(exc).__name__}: {exc}"[:500]
+                log.critical("rules stage failed; its batch stays uncommitted: %r", exc)
+            raise
+
     async def geo_ready(self) -> None:
         """Wait until the territory/account sets published so far are loaded."""
         tail = getattr(self, "geo_tail", None)
@@ -436,12 +477,15 @@ class Pipeline:
                                  "derive_interval_s": round(stage.pacer.interval_s, 1),
                                  "derive_duty": round(stage.pacer.duty, 3),
                                  "cached_events": sum(rs.event_count() for rs in states)}
+        if self.alerts is not None:
+            parts["alerts"] = self.alerts.health()
         return {"status": status, "components": parts}
 
     def _writers(self) -> list[ClickHouseWriter]:
         """The intake's writer and the sessions stage's, which share the chDB client."""
         assert self.writer is not None
-        return [self.writer] + ([self.sessions.writer] if self.sessions else [])
+        return ([self.writer] + ([self.sessions.writer] if self.sessions else [])
+                + ([self.alerts.deps.writer] if self.alerts else []))
 
     def refresh_gauges(self) -> None:
         if self.writer is not None:

@@ -393,8 +393,8 @@ class BatchConsumer:
     record once it is stored, in order, and acked offsets are committed every
     ``commit_interval_s`` -- the way a Faust stream's acks work."""
 
-    def __init__(self, consumer_factory: Callable[[], AIOKafkaConsumer], topic: str,
-                 handler: Handler, *, max_records: int, within_s: float,
+    def __init__(self, consumer_factory: Callable[[], AIOKafkaConsumer],
+                 topic: str | Sequence[str], handler: Handler, *, max_records: int, within_s: float,
                  on_revoked: Callable[[set[int]], None] | None = None,
                  autocommit: bool = True, commit_interval_s: float = 1.0,
                  log_reset_check_s: float = LOG_RESET_CHECK_S,
@@ -438,7 +438,8 @@ class BatchConsumer:
         """Consume until :meth:`stop`; the handler's exceptions propagate (nothing of the
         failed batch is committed)."""
         consumer = self.consumer = self._factory()
-        consumer.subscribe([self.topic], listener=_Listener(self))
+        topics = [self.topic] if isinstance(self.topic, str) else list(self.topic)
+        consumer.subscribe(topics, listener=_Listener(self))
         await consumer.start()
         last_commit = last_check = time.monotonic()
         try:

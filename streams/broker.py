@@ -27,6 +27,7 @@ from kafka.errors import TopicAlreadyExistsError
 from schemas.errors import GeotelError
 from streams.settings import (
     ACCOUNTS,
+    ALERTS,
     DEADLETTER,
     DEVICES,
     ENRICHED,
@@ -232,7 +233,7 @@ def pipeline_topics(settings: Settings) -> list[NewTopic]:
     big = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
     return [
         *[NewTopic(t(name), n, rf, topic_configs=dict(big))
-          for name in (RAW, ENRICHED, DEADLETTER, SEGMENTS, WORKDAYS, TRANSITIONS)],
+          for name in (RAW, ENRICHED, DEADLETTER, SEGMENTS, WORKDAYS, TRANSITIONS, ALERTS)],
         NewTopic(t(DEVICES), 1, rf, topic_configs={"cleanup.policy": "compact"}),
         *[NewTopic(t(name), 1, rf, topic_configs={"cleanup.policy": "compact",
                                                   "max.message.bytes": str(MAX_SET_BYTES)})
@@ -312,9 +313,11 @@ def log_end_offsets(consumer: Any, tps: Iterable[Any], timeout_s: float = 10.0
     return listed
 
 
-def make_consumer(settings: Any, group_id: str | None = None) -> AIOKafkaConsumer:
+def make_consumer(settings: Any, group_id: str | None = None, **options: Any
+                  ) -> AIOKafkaConsumer:
     """A consumer with the configured security: group-less (assign + seek) by default, or a
-    member of ``group_id`` with the configured group timeouts (offsets committed by hand)."""
+    member of ``group_id`` with the configured group timeouts (offsets committed by hand).
+    ``options`` go to aiokafka as they are (e.g. ``partition_assignment_strategy``)."""
     kw = admin_kwargs(settings)
     k = settings.kafka
     extra: dict[str, Any] = {}
@@ -333,4 +336,5 @@ def make_consumer(settings: Any, group_id: str | None = None) -> AIOKafkaConsume
                             security_protocol=k.security_protocol, group_id=group_id,
                             enable_auto_commit=False, auto_offset_reset="earliest",
                             fetch_max_bytes=64 * 1024 * 1024,
-                            max_partition_fetch_bytes=32 * 1024 * 1024, **extra)
+                            max_partition_fetch_bytes=32 * 1024 * 1024,
+                            **{**extra, **options})

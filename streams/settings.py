@@ -168,6 +168,11 @@ class WorkerSettings(_Section):
     sessions_enabled: bool = Field(default=True,
                                    description="Run the sessions stage (work days, stops, "
                                    "visits, travel, transitions) in this worker.")
+    alerts_enabled: bool = Field(default=True,
+                                 description="Run the rules stage in this worker: evaluates "
+                                 "the alert rules on field.workdays/segments/transitions "
+                                 "(group `<kafka.group_id>-alerts`), publishes field.alerts "
+                                 "and stores the `alerts` table (docs/alerts.md).")
     derive_interval_s: float = Field(default=15.0, ge=0,
                                      description="While input keeps coming, a rep-day with "
                                      "new events is re-derived at most this often: many "
@@ -352,3 +357,4 @@ REPS = "geotel.reps"
 SEGMENTS = "field.segments"
 WORKDAYS = "field.workdays"
 TRANSITIONS = "field.transitions"
+ALERTS = "field.alerts"

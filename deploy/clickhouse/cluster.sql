@@ -743,3 +743,34 @@ COMMENT 'The rep roster of every geo index version the workers used; query reps'
 
 CREATE VIEW IF NOT EXISTS geotel.reps ON CLUSTER 'geotel' AS
 SELECT * FROM geotel.reps_all FINAL WHERE geo_version = (SELECT max(geo_version) FROM geotel.reps_all);
+
+CREATE TABLE IF NOT EXISTS geotel.alerts_all_local ON CLUSTER 'geotel'
+(
+    alert_id UUID,
+    state LowCardinality(String),
+    rule LowCardinality(String),
+    rep_id LowCardinality(String),
+    local_date Date,
+    at DateTime64(3, 'UTC'),
+    detail String
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
+PARTITION BY toMonday(local_date)
+ORDER BY (rep_id, local_date, alert_id, state)
+COMMENT 'Each field.alerts record once per (alert_id, state) after merges; query alerts (replicated shard-local data)';
+
+CREATE TABLE IF NOT EXISTS geotel.alerts_all ON CLUSTER 'geotel'
+(
+    alert_id UUID,
+    state LowCardinality(String),
+    rule LowCardinality(String),
+    rep_id LowCardinality(String),
+    local_date Date,
+    at DateTime64(3, 'UTC'),
+    detail String
+)
+ENGINE = Distributed('geotel', 'geotel', 'alerts_all_local', cityHash64(rep_id))
+COMMENT 'Each field.alerts record once per (alert_id, state) after merges; query alerts';
+
+CREATE VIEW IF NOT EXISTS geotel.alerts ON CLUSTER 'geotel' AS
+SELECT * FROM geotel.alerts_all FINAL;
