@@ -183,6 +183,24 @@ class Stack:
         wait_for(lambda: self.enriched_lag() == 0 and idle(), timeout_s,
                  "the sessions stage read and derived everything", 0.5)
 
+    def wait_alerts(self, timeout_s: float = 60) -> None:
+        """Until the rules stage (group ``<group_id>-alerts``) has read, evaluated and
+        committed every message of the field.* topics (call after wait_derived)."""
+        from streams.settings import SEGMENTS, TRANSITIONS, WORKDAYS, Settings
+
+        settings = Settings()
+        topics = [settings.topic(t) for t in (WORKDAYS, SEGMENTS, TRANSITIONS)]
+        group = f"{settings.kafka.group_id}-alerts"
+
+        def done() -> bool:
+            st = self.health()["components"]["alerts"]
+            return (st["waiting_messages"] == 0
+                    and group_lag(self.bootstrap, group, topics,
+                                  settings.kafka.topic_partitions) == 0)
+
+        wait_for(done, timeout_s, "the rules stage read and evaluated every field.* message",
+                 0.5)
+
     def stop(self, sig: int = signal.SIGINT, timeout_s: float = 30) -> int:
         if self.proc is None or self.proc.poll() is not None:
             code = self.proc.returncode if self.proc else 0
@@ -257,6 +275,23 @@ class Stack:
     def scalar(self, query: str) -> Any:
         rows = self.sql(query)
         return next(iter(rows[0].values()))
+
+
+def group_lag(bootstrap: str, group: str, topics: list[str], partitions: int) -> int:
+    """Messages of ``topics`` (partitions 0 to ``partitions`` - 1) that ``group`` has not
+    committed, against the true log ends."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from streams.broker import log_end_offsets
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        ends = log_end_offsets(consumer, tps)
+        return sum(max(0, end - (consumer.committed(tp) or 0)) for tp, end in ends.items())
+    finally:
+        consumer.close()
 
 
 def enriched_lag(bootstrap: str, partitions: int | None = None) -> int:
