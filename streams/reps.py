@@ -51,6 +51,7 @@ EXPORT_TABLES: tuple[tuple[str, str], ...] = (
     ("rep_territories_all", "geo_version, territory_id"),
     ("reps_all", "geo_version"),
     ("closed_rep_days", "local_date, closed_at"),
+    ("alerts_all", "local_date, at, alert_id, state"),
 )
 
 #: Tables with a ``rep_id`` column that erase deletes from (a mutation of segments_current
@@ -58,7 +59,8 @@ EXPORT_TABLES: tuple[tuple[str, str], ...] = (
 ERASE_TABLES: tuple[str, ...] = ("events_all", "deadletters", "rep_daily_all", "segments_all",
                                  "segments_current", "visits_current", "transitions_all",
                                  "transitions_current", "visit_forms", "rep_last_position_agg",
-                                 "closed_rep_days", "rep_territories_all", "reps_all")
+                                 "closed_rep_days", "rep_territories_all", "reps_all",
+                                 "alerts_all")
 
 _KEYS_CHUNK = 500
 

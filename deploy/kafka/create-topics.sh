@@ -54,6 +54,7 @@ create geotel.reps 1 --config cleanup.policy=compact --config max.message.bytes=
 create field.transitions "$PARTITIONS" --config max.message.bytes=$BATCH_BYTES --config retention.ms=$((7 * DAY_MS))
 create field.segments "$PARTITIONS" --config max.message.bytes=$BATCH_BYTES --config retention.ms=$((7 * DAY_MS))
 create field.workdays "$PARTITIONS" --config max.message.bytes=$BATCH_BYTES --config retention.ms=$((7 * DAY_MS))
+create field.alerts "$PARTITIONS" --config max.message.bytes=$BATCH_BYTES --config retention.ms=$((30 * DAY_MS))
 
 "$KAFKA_BIN/kafka-topics.sh" --bootstrap-server "$BOOTSTRAP" ${args[@]+"${args[@]}"} --describe \
   --topics-with-overrides

@@ -2,7 +2,8 @@
 
 The field data of this package (simulated reps through the real stack, a too-late event and
 bytes that are not JSON on ``telemetry.raw``) produce every kind of derived message: work
-days, segments of each kind, transitions of each kind, dead letters. Each message of each
+days, segments of each kind, transitions of each kind, alerts raised and resolved, dead
+letters. Each message of each
 derived topic is read back from the embedded broker and checked against the committed file
 under schemas/json/ that docs/topics.md points consumers to."""
 
@@ -48,6 +49,7 @@ def read_topic(bootstrap: str, topic: str) -> list[bytes]:
 @pytest.fixture(scope="module")
 def messages(field: tuple[Stack, FieldData]) -> dict[str, list[dict[str, Any]]]:
     stack, _ = field
+    stack.wait_alerts()  # field.alerts: what the rules stage made of the field data
     out: dict[str, list[dict[str, Any]]] = {}
     for topic in TOPIC_VALUES:
         out[topic] = [json.loads(v) for v in read_topic(stack.bootstrap, topic)]
@@ -92,5 +94,9 @@ def test_every_kind_of_derived_message_was_checked(
     trs = Counter(t["kind"] for m in messages["field.transitions"] for t in m["transitions"])
     assert set(trs) == {"territory_enter", "territory_exit", "account_arrive",
                         "account_leave"}, trs
+    alerts = Counter((m["rule"], m["state"]) for m in messages["field.alerts"])
+    assert {s for _, s in alerts} == {"raised", "resolved"}, alerts
+    assert len({(m["alert_id"], m["state"]) for m in messages["field.alerts"]}) == sum(
+        alerts.values()), "an alert record was published twice"
     reasons = Counter(m["reason"] for m in messages["telemetry.deadletter"])
     assert {"too_late", "undecodable"} <= set(reasons), reasons

@@ -25,7 +25,7 @@ DEPLOY = ROOT / "deploy"
 TOPICS_SCRIPT = DEPLOY / "kafka" / "create-topics.sh"
 #: Derived-record topics for downstream services (docs/architecture.md); created by the
 #: deployment even before the worker publishes to them.
-DERIVED_TOPICS = {"field.transitions", "field.segments", "field.workdays"}
+DERIVED_TOPICS = {"field.transitions", "field.segments", "field.workdays", "field.alerts"}
 #: Topics keyed by device_id/rep_id, spread over GEOTEL_KAFKA__TOPIC_PARTITIONS partitions.
 REGISTRY_TOPICS = {"geotel.devices", "geotel.territories", "geotel.accounts"}
 

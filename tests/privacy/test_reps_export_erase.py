@@ -42,6 +42,9 @@ def _fill(ch: Any) -> None:
     ch.command("INSERT INTO reps_all (rep_id, name, team, manager, tz, geo_version) VALUES "
                "('r1', 'Rep One', 'North', 'Boss', 'Europe/Berlin', 1), "
                "('r2', 'Rep Two', 'North', 'Boss', NULL, 1)", settings={"async_insert": 0})
+    ch.command("INSERT INTO alerts_all (alert_id, state, rule, rep_id, local_date, at, detail) "
+               "VALUES (generateUUIDv4(), 'raised', 'long_break', 'r1', today(), now64(3), "
+               "'{}')", settings={"async_insert": 0})
 
 
 def test_export_then_erase_leaves_other_reps(ch: Any, chdb_dir: Path) -> None:
@@ -67,7 +70,8 @@ def test_export_then_erase_leaves_other_reps(ch: Any, chdb_dir: Path) -> None:
     assert counts == {"events_all": 24, "deadletters": 1, "rep_daily_all": 1,
                       "segments_all": 1, "transitions_all": 0, "visit_forms": 0,
                       "rep_last_position": 1, "rep_territories_all": 2,
-                      "reps_all": 1, "closed_rep_days": 0, "devices": 1, "places": 0}
+                      "reps_all": 1, "alerts_all": 1, "closed_rep_days": 0, "devices": 1,
+                      "places": 0}
     assert len(lines) == sum(counts.values())
     assert {ln["table"] for ln in lines} == {t for t, n in counts.items() if n}
     assert all(ln["rep_id"] == "r1" for ln in lines)
@@ -83,10 +87,11 @@ def test_export_then_erase_leaves_other_reps(ch: Any, chdb_dir: Path) -> None:
                        "closed_rep_days": 0, "transitions_all": 0,
                        "transitions_current": 0, "visit_forms": 0,
                        "rep_last_position_agg": 1, "rep_territories_all": 2,
-                       "reps_all": 1, "territory_hourly_agg": 24}
+                       "reps_all": 1, "alerts_all": 1, "territory_hourly_agg": 24}
     for table, _ in EXPORT_TABLES:
         assert ch.command(f"SELECT count() FROM {table} WHERE rep_id = 'r1'") == 0
-        if table not in ("deadletters", "transitions_all", "visit_forms", "closed_rep_days"):
+        if table not in ("deadletters", "transitions_all", "visit_forms", "closed_rep_days",
+                         "alerts_all"):
             assert ch.command(f"SELECT count() FROM {table} WHERE rep_id = 'r2'") > 0
     after = ch.query("SELECT territory_id, hour, active_reps, pings FROM territory_hourly "
                      "ORDER BY hour").result_rows
