@@ -27,7 +27,8 @@ TOPICS_SCRIPT = DEPLOY / "kafka" / "create-topics.sh"
 #: deployment even before the worker publishes to them.
 DERIVED_TOPICS = {"field.transitions", "field.segments", "field.workdays", "field.alerts"}
 #: Topics keyed by device_id/rep_id, spread over GEOTEL_KAFKA__TOPIC_PARTITIONS partitions.
-REGISTRY_TOPICS = {"geotel.devices", "geotel.territories", "geotel.accounts"}
+REGISTRY_TOPICS = {"geotel.devices", "geotel.territories", "geotel.accounts", "geotel.places",
+                   "geotel.reps"}
 
 
 def _is_model(tp: Any) -> bool:
