@@ -125,6 +125,15 @@ class AlertInputs:
         self.evaluations += 1
         return out
 
+    def forget_except(self, keep: set[Key]) -> int:
+        """Forget every rep-day but ``keep`` (after partitions were revoked: another
+        member may publish for them meanwhile, so their ledgers are restored from the store
+        if they come back); the number forgotten."""
+        gone = [k for k in self.days if k not in keep]
+        for k in gone:
+            del self.days[k]
+        return len(gone)
+
     def settled(self, key: Key, version: int) -> bool:
         """Whether a message of ``key`` at ``version`` needs nothing more: its rep-day was
         evaluated at that version or later (or forgotten, being among the oldest)."""

@@ -112,8 +112,13 @@ class AlertStage:
         await self.consumer.stop()
 
     def _revoked(self, partitions: set[int]) -> None:
+        # Unacked records of revoked partitions are read again by their new owner. The
+        # rep-days this member still waits on stay; the others are forgotten, since another
+        # member may publish for them now (restored from the store if they come back).
         for tp in [tp for tp in self.pending if tp.partition in partitions]:
             del self.pending[tp]
+        keep = {key for q in self.pending.values() for _, key, _ in q if key is not None}
+        self.inputs.forget_except(keep)
 
     def _decode(self, r: Record) -> tuple[alert_inputs.Key, int]:
         topic = self.topics[r.topic]

@@ -86,5 +86,8 @@ def test_memory_is_bounded_and_forgotten_days_count_as_settled() -> None:
         inputs.add_workday(rep_day(7.0, 15.0, rep_id=rep))
     assert list(inputs.days) == [("b", DAY), ("c", DAY)]
     assert inputs.settled(("a", DAY), 1)
+    # after a rebalance only the rep-days still waited on are kept
+    assert inputs.forget_except({("c", DAY)}) == 1
+    assert list(inputs.days) == [("c", DAY)] and inputs.needs_restore([("c", DAY)])
     with pytest.raises(ValueError):
         AlertInputs(max_rep_days=0)
