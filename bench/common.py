@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 import pickle
+import secrets
 import signal
 import socket
 import statistics
@@ -138,9 +139,17 @@ def run_dir(name: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=OUT))
 
 
-def settings_for(data_dir: Path, kafka_port: int, web_port: int = 6066, **extra: Any) -> Any:
-    from streams.settings import KafkaSettings, Settings
+#: Device records are signed (streams/devices.py); the benchmark's own publisher and the
+#: services it starts (each with a data dir of its own) share this key.
+BENCH_DEVICE_KEY = secrets.token_hex(32)
 
+
+def settings_for(data_dir: Path, kafka_port: int, web_port: int = 6066, **extra: Any) -> Any:
+    from pydantic import SecretStr
+
+    from streams.settings import IngestSettings, KafkaSettings, Settings
+
+    extra.setdefault("ingest", IngestSettings(device_key=SecretStr(BENCH_DEVICE_KEY)))
     return Settings(data_dir=data_dir, web_port=web_port,
                     kafka=KafkaSettings(embedded_port=kafka_port), **extra)
 
@@ -148,6 +157,7 @@ def settings_for(data_dir: Path, kafka_port: int, web_port: int = 6066, **extra:
 def geotel_env(data_dir: Path, kafka_port: int, web_port: int,
                extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, "GEOTEL_DATA_DIR": str(data_dir),
+            "GEOTEL_INGEST__DEVICE_KEY": BENCH_DEVICE_KEY,
             "GEOTEL_KAFKA__EMBEDDED_PORT": str(kafka_port), "GEOTEL_WEB_PORT": str(web_port),
             "GEOTEL_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT), **(extra or {})}
 
