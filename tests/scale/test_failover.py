@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import secrets
 import signal
 import subprocess
 import threading
@@ -127,6 +128,8 @@ def test_three_workers_one_killed_partitions_move_events_once_sessions_rebuilt(
         "PYTHONPATH": str(ROOT),
         "GEOTEL_PROFILE": "embedded",
         "GEOTEL_DATA_DIR": str(tmp_path / "cli"),
+        # one signing key for the device records: each process has a data dir of its own
+        "GEOTEL_INGEST__DEVICE_KEY": secrets.token_hex(32),
         "GEOTEL_KAFKA__EMBEDDED_PORT": str(kafka_port),
         "GEOTEL_KAFKA__TOPIC_PARTITIONS": str(PARTITIONS),
         "GEOTEL_KAFKA__SESSION_TIMEOUT_S": "6",
