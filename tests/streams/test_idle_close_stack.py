@@ -7,12 +7,14 @@ from __future__ import annotations
 import datetime as dt
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.conftest import Stack, ping, wait_for
 
 pytestmark = pytest.mark.integration
+BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def test_an_idle_reps_day_closes_and_is_redacted(tmp_path: Path) -> None:
@@ -23,14 +25,18 @@ def test_an_idle_reps_day_closes_and_is_redacted(tmp_path: Path) -> None:
     try:
         idle = stack.add_device("rep-idle", "dev-idle")
         busy = stack.add_device("rep-busy", "dev-busy")
-        day = (dt.datetime.now(dt.UTC) - dt.timedelta(days=3)).replace(
-            hour=0, minute=0, second=0, microsecond=0)
+        # The rep's zone comes from its position (Berlin): one local day of pings, so one
+        # rep-day (a UTC day would straddle two local days).
+        local = (dt.datetime.now(BERLIN) - dt.timedelta(days=3)).date()
+        day = dt.datetime.combine(local, dt.time(0), BERLIN).astimezone(dt.UTC)
+        end = dt.datetime.combine(local + dt.timedelta(days=1), dt.time(0), BERLIN)
+        n = int((end - day).total_seconds() // 600)  # 138 to 150 on a DST change
         evs = [ping("dev-idle", "rep-idle", day + dt.timedelta(minutes=10 * i))
-               for i in range(144)]
+               for i in range(n)]
         assert stack.post(idle, evs).status_code == 202
         full = ("SELECT countIf(accuracy_m IS NOT NULL) FROM events_all "
                 "WHERE rep_id = 'rep-idle'")
-        wait_for(lambda: stack.scalar(full) == 144, 60, "the idle rep's events are stored")
+        wait_for(lambda: stack.scalar(full) == n, 60, "the idle rep's events are stored")
         wait_for(lambda: stack.scalar("SELECT count() FROM rep_daily WHERE rep_id = "
                                       "'rep-idle'") == 1, 60, "its day is derived")
         time.sleep(6)  # a few idle checks: nothing moved the partition's event time
@@ -47,7 +53,7 @@ def test_an_idle_reps_day_closes_and_is_redacted(tmp_path: Path) -> None:
         # one place all day, no check-ins: no work day, so every position is off duty
         assert stack.scalar(full) == 0
         assert stack.scalar("SELECT count() FROM events WHERE rep_id = 'rep-idle' "
-                            "AND lat IS NOT NULL") == 144  # coarsened, not removed
+                            "AND lat IS NOT NULL") == n  # coarsened, not removed
         assert stack.scalar("SELECT countIf(accuracy_m IS NOT NULL) FROM events_all "
                             "WHERE rep_id = 'rep-busy'") == 3
         assert stack.scalar("SELECT count() FROM closed_rep_days WHERE rep_id = "
