@@ -78,8 +78,8 @@ def _haversine(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
 def _dist(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     """stops._dist (radians of the longitude difference)."""
     p1, p2 = math.radians(lat1), math.radians(lat2)
-    a = (math.sin((p2 - p1) / 2) ** 2
-         + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
+    s1, s2 = math.sin((p2 - p1) / 2), math.sin(math.radians(lon2 - lon1) / 2)
+    a = s1 * s1 + math.cos(p1) * math.cos(p2) * s2 * s2
     return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(_pymin(1.0, a)))
 
 
