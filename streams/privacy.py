@@ -802,21 +802,40 @@ def redact_payload(payload: bytes, mode: Mode, decimals: int) -> bytes:
     return orjson.dumps(doc)
 
 
+def _copy_key(copy: tuple[str, Any, dt.datetime, dt.datetime]) -> str:
+    rep, eid, ts, rcv = copy
+    return f"({sql_str(rep)}, toUUID('{eid}'), {sql_time(ts)}, {sql_time(rcv)})"
+
+
 def uncounted_delete_sql(copies: Sequence[tuple[str, Any, dt.datetime, dt.datetime]]) -> str:
     """Delete stored copies that never count: events dead-lettered by the sessions stage,
     and copies of an event id received again with another ``ts`` that lost to the first
     received (their sort key differs, so ReplacingMergeTree never folds them). Each copy is
     named by (rep, event id, ts, received_at), so the counted copy of the same event id and
     ts, received earlier, stays."""
-    keys = ", ".join(f"({sql_str(rep)}, toUUID('{eid}'), {sql_time(ts)}, {sql_time(rcv)})"
-                     for rep, eid, ts, rcv in copies)
+    return _uncounted_delete(", ".join(_copy_key(c) for c in copies))
+
+
+def _uncounted_delete(keys: str) -> str:
     return (f"ALTER TABLE events_all DELETE WHERE (rep_id, event_id, ts, received_at) "
             f"IN ({keys})")
 
 
 def delete_uncounted(client: Any, copies: Sequence[tuple[str, Any, dt.datetime, dt.datetime]],
-                     lock: threading.Lock | None = None, chunk: int = 2000) -> None:
+                     lock: threading.Lock | None = None, max_chars: int = 200_000) -> None:
     """Run :func:`uncounted_delete_sql` (blocking; the mutations are awaited outside the
-    lock)."""
-    stmts = [uncounted_delete_sql(copies[i:i + chunk]) for i in range(0, len(copies), chunk)]
+    lock), in statements of at most ``max_chars`` characters of keys: ClickHouse refuses a
+    query over max_query_size (256 KiB), and 2,000 keys of about 130 characters were over."""
+    stmts: list[str] = []
+    keys: list[str] = []
+    size = 0
+    for c in copies:
+        key = _copy_key(c)
+        if keys and size + len(key) + 2 > max_chars:
+            stmts.append(_uncounted_delete(", ".join(keys)))
+            keys, size = [], 0
+        keys.append(key)
+        size += len(key) + 2
+    if keys:
+        stmts.append(_uncounted_delete(", ".join(keys)))
     apply_statements(client, stmts, lock)
