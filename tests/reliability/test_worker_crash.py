@@ -153,6 +153,8 @@ def test_worker_sigkilled_three_times_50k_events_exactly_once(tmp_path: Path) ->
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("GEOTEL_FULL_CRASH") != "1",
-                    reason="the 500,000-event run: set GEOTEL_FULL_CRASH=1")
+                    reason="the 500,000-event run: `make test-crash-long` (GEOTEL_FULL_CRASH=1). "
+                    "KNOWN TO FAIL since 2026-12-07: 442,500 of 500,000 accepted events "
+                    "stored 300 s after the uploads (docs/reliability.md); not in CI until fixed")
 def test_worker_sigkilled_three_times_500k_events_exactly_once(tmp_path: Path) -> None:
     _run(tmp_path, 500_000, duration_s=120.0)
