@@ -15,7 +15,7 @@ help:
 	@echo "make test      - install and run all tests (starts the real broker and chDB)"
 	@echo "make test-quick- unit tests only (no stack, no browser, no benchmark smoke runs)"
 	@echo "make test-clock- the clock-sensitive suites near midnight (UTC, Berlin) and on DST changes"
-	@echo "make test-slow - the long runs (500k-event crash run, 30 s outage, broker restart) and full-size fuzzing"
+	@echo "make test-slow - the long runs (geotel up SIGKILL drill, 30 s outage, broker restart) and full-size fuzzing"
 	@echo "make up        - start the whole pipeline on this machine (Ctrl-C stops it)"
 	@echo "make bench     - benchmarks (RESULT lines, var/bench/results.json)"
 	@echo "make accuracy  - accuracy harness against the simulator's ground truth"
